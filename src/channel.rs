@@ -1,0 +1,273 @@
+//! A channel: one named, append-only log made of segments.
+
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::durability::GroupCommit;
+use crate::env::Env;
+use crate::error::{Error, Result};
+use crate::message::Message;
+use crate::reader::Messages;
+use crate::recovery;
+use crate::segment::Segment;
+use crate::writer::Writer;
+
+/// Nanoseconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// A segment file of a channel, opened on first use.
+pub(crate) struct SegmentSlot {
+    pub(crate) base: u64,
+    pub(crate) path: PathBuf,
+    seg: OnceLock<Arc<Segment>>,
+    opening: Mutex<()>,
+}
+
+impl SegmentSlot {
+    pub(crate) fn new(base: u64, path: PathBuf) -> Arc<SegmentSlot> {
+        Arc::new(SegmentSlot {
+            base,
+            path,
+            seg: OnceLock::new(),
+            opening: Mutex::new(()),
+        })
+    }
+
+    pub(crate) fn opened(seg: Arc<Segment>) -> Arc<SegmentSlot> {
+        let slot = SegmentSlot::new(seg.base, seg.path.clone());
+        let _ = slot.seg.set(seg);
+        slot
+    }
+
+    pub(crate) fn get(&self) -> Option<&Arc<Segment>> {
+        self.seg.get()
+    }
+}
+
+/// Shared state of one channel incarnation.
+pub(crate) struct ChannelCore {
+    pub(crate) env: Arc<Env>,
+    pub(crate) id: u64,
+    pub(crate) name: String,
+    pub(crate) dir: PathBuf,
+    /// Segments ordered by base seq; readers take the read lock briefly, the
+    /// writer the write lock only to add or remove a segment.
+    pub(crate) segments: RwLock<Vec<Arc<SegmentSlot>>>,
+    pub(crate) writer: Mutex<Writer>,
+    pub(crate) last_seq: AtomicU64,
+    pub(crate) first_seq: AtomicU64,
+    pub(crate) durable_seq: AtomicU64,
+    pub(crate) last_timestamp: AtomicU64,
+    pub(crate) group: GroupCommit,
+    pub(crate) deleted: AtomicBool,
+}
+
+impl ChannelCore {
+    pub(crate) fn check_live(&self) -> Result<()> {
+        self.env.check_writable()?;
+        if self.deleted.load(Ordering::Acquire) {
+            return Err(Error::ChannelDeleted {
+                name: self.name.clone(),
+                id: self.id,
+            });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn out_of_range(&self, requested: u64) -> Error {
+        Error::OutOfRange {
+            requested,
+            first: self.first_seq.load(Ordering::Acquire),
+            last: self.last_seq.load(Ordering::Acquire),
+        }
+    }
+
+    /// The opened segment at position `i` of the list, with the base of the
+    /// segment after it.
+    fn open_slot(&self, slot: &Arc<SegmentSlot>, next_base: Option<u64>) -> Result<Arc<Segment>> {
+        if let Some(seg) = slot.get() {
+            return Ok(Arc::clone(seg));
+        }
+        let _guard = slot.opening.lock();
+        if let Some(seg) = slot.get() {
+            return Ok(Arc::clone(seg));
+        }
+        let seg = recovery::open_sealed(&self.env, self.id, slot.base, &slot.path, next_base)?;
+        let _ = slot.seg.set(Arc::clone(&seg));
+        Ok(seg)
+    }
+
+    /// The segment holding `seq` (which the caller checked is in range).
+    pub(crate) fn segment_for(&self, seq: u64) -> Result<Arc<Segment>> {
+        let (slot, next_base) = {
+            let segs = self.segments.read();
+            let i = segs.partition_point(|s| s.base <= seq);
+            let Some(slot) = i.checked_sub(1).and_then(|i| segs.get(i)) else {
+                return Err(self.out_of_range(seq));
+            };
+            (Arc::clone(slot), segs.get(i).map(|s| s.base))
+        };
+        self.open_slot(&slot, next_base)
+    }
+
+    /// Segments in order, opened, for time lookups: (segment, last timestamp).
+    fn segment_last_timestamp(&self, i: usize) -> Result<Option<(Arc<Segment>, u64)>> {
+        let (slot, next_base) = {
+            let segs = self.segments.read();
+            let Some(slot) = segs.get(i) else { return Ok(None) };
+            (Arc::clone(slot), segs.get(i + 1).map(|s| s.base))
+        };
+        let seg = self.open_slot(&slot, next_base)?;
+        let last = match seg.seal_info() {
+            Some(s) => s.last_timestamp,
+            None => self.last_timestamp.load(Ordering::Acquire),
+        };
+        Ok(Some((seg, last)))
+    }
+
+    pub(crate) fn get(&self, seq: u64) -> Result<Message> {
+        let last = self.last_seq.load(Ordering::Acquire);
+        let first = self.first_seq.load(Ordering::Acquire);
+        if seq < first || seq > last {
+            return Err(self.out_of_range(seq));
+        }
+        self.segment_for(seq)?.find(seq)
+    }
+
+    pub(crate) fn seq_at_or_after(&self, ts: u64) -> Result<Option<u64>> {
+        if self.last_timestamp.load(Ordering::Acquire) < ts {
+            return Ok(None);
+        }
+        // Binary search for the first segment whose last timestamp >= ts.
+        let count = self.segments.read().len();
+        let (mut lo, mut hi) = (0usize, count);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.segment_last_timestamp(mid)? {
+                Some((_, last)) if last < ts => lo = mid + 1,
+                _ => hi = mid,
+            }
+        }
+        let first = self.first_seq.load(Ordering::Acquire);
+        for i in lo..count {
+            let Some((seg, _)) = self.segment_last_timestamp(i)? else { break };
+            if let Some(seq) = seg.seq_at_or_after(ts)? {
+                return Ok(Some(seq.max(first)));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// A handle to a channel. Cheap to clone; all clones share the channel.
+///
+/// Writes take a short per-channel lock around the copy into the mapping;
+/// reads never take it.
+#[derive(Clone)]
+pub struct Channel {
+    pub(crate) core: Arc<ChannelCore>,
+}
+
+impl std::fmt::Debug for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Channel")
+            .field("name", &self.core.name)
+            .field("id", &self.core.id)
+            .field("first_seq", &self.first_seq())
+            .field("last_seq", &self.last_seq())
+            .finish()
+    }
+}
+
+impl Channel {
+    /// The channel's name.
+    pub fn name(&self) -> &str {
+        &self.core.name
+    }
+
+    /// The id of this incarnation; a channel deleted and created again gets
+    /// a new id, never a reused one.
+    pub fn id(&self) -> u64 {
+        self.core.id
+    }
+
+    /// Appends one message and returns its sequence number.
+    ///
+    /// Durability: when this returns the message is *written* (survives a
+    /// crash of the process); it is *durable* (survives power loss) after
+    /// the next sync, at once under `SyncPolicy::Always`.
+    ///
+    /// Errors: `PayloadTooLarge` past `Options::max_payload`; `Failed` after
+    /// an earlier sync failure; `ChannelDeleted`; I/O errors creating a
+    /// segment (such as a full disk).
+    pub fn publish(&self, payload: &[u8]) -> Result<u64> {
+        let range = self.core.append(std::slice::from_ref(&payload))?;
+        Ok(*range.start())
+    }
+
+    /// Appends several messages with contiguous sequence numbers and one
+    /// timestamp; returns their range. Durability as for
+    /// [`publish`](Self::publish). All payload sizes are checked before
+    /// anything is written; if an I/O error stops the batch midway (when a
+    /// new segment cannot be created), the messages before it stay written
+    /// and the error is returned.
+    pub fn publish_batch<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<RangeInclusive<u64>> {
+        self.core.append(payloads)
+    }
+
+    /// The message `seq`. `OutOfRange` outside `[first_seq, last_seq]`,
+    /// `Lost` if a repair removed it, `Corrupt` if it fails validation.
+    pub fn get(&self, seq: u64) -> Result<Message> {
+        self.core.get(seq)
+    }
+
+    /// Iterates messages in order from `seq` (or from the first retained
+    /// message if `seq` is below it) up to the last published one; the
+    /// iterator sees messages published while it runs. `OutOfRange` if `seq`
+    /// is past `last_seq() + 1`.
+    pub fn read_from(&self, seq: u64) -> Result<Messages> {
+        let last = self.core.last_seq.load(Ordering::Acquire);
+        if seq > last.saturating_add(1) {
+            return Err(self.core.out_of_range(seq));
+        }
+        let first = self.core.first_seq.load(Ordering::Acquire);
+        Ok(Messages::new(Arc::clone(&self.core), seq.max(first)))
+    }
+
+    /// The first message with a timestamp at or after `timestamp_ns`
+    /// (nanoseconds since the Unix epoch), found through the sparse index;
+    /// `None` if every message is older.
+    pub fn seq_at_or_after(&self, timestamp_ns: u64) -> Result<Option<u64>> {
+        self.core.seq_at_or_after(timestamp_ns)
+    }
+
+    /// First retained sequence number (1 for a new channel).
+    pub fn first_seq(&self) -> u64 {
+        self.core.first_seq.load(Ordering::Acquire)
+    }
+
+    /// Last published sequence number; `first_seq() - 1` when empty.
+    pub fn last_seq(&self) -> u64 {
+        self.core.last_seq.load(Ordering::Acquire)
+    }
+
+    /// Every message up to this sequence number is durable.
+    pub fn durable_seq(&self) -> u64 {
+        self.core.durable_seq.load(Ordering::Acquire)
+    }
+
+    /// Makes every message published so far durable (msync), sharing the
+    /// sync with concurrent callers.
+    pub fn sync(&self) -> Result<()> {
+        self.core.sync_through(self.last_seq())
+    }
+}

@@ -1,0 +1,308 @@
+//! Sparse per-segment index: one entry (seq, offset, timestamp) every
+//! `index_interval` bytes of records.
+//!
+//! In memory the index is an append-only array of atomics that the single
+//! writer of a segment extends and any reader searches without a lock. On
+//! disk (`<base>.idx`) it is derived data: written when a segment is sealed,
+//! validated when loaded, rebuilt from the segment when it does not match.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+const CHUNK_ENTRIES: usize = 512;
+const IDX_MAGIC: &[u8; 8] = b"SPOOLIDX";
+const IDX_VERSION: u16 = 1;
+/// Bytes before the first entry of an index file.
+pub(crate) const IDX_HEADER_LEN: usize = 64;
+/// Bytes per entry in an index file.
+pub(crate) const IDX_ENTRY_LEN: usize = 16;
+
+/// One index entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct IndexEntry {
+    pub seq: u64,
+    pub offset: usize,
+    pub timestamp: u64,
+}
+
+/// The in-memory index of one segment.
+pub(crate) struct SegmentIndex {
+    base: u64,
+    chunks: Box<[OnceLock<Box<[AtomicU64]>>]>,
+    len: AtomicUsize,
+}
+
+impl std::fmt::Debug for SegmentIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SegmentIndex").field("entries", &self.len()).finish()
+    }
+}
+
+impl SegmentIndex {
+    /// An empty index able to hold `capacity` entries.
+    pub(crate) fn new(base: u64, capacity: usize) -> Self {
+        let chunks = capacity.div_ceil(CHUNK_ENTRIES).max(1);
+        SegmentIndex {
+            base,
+            chunks: (0..chunks).map(|_| OnceLock::new()).collect(),
+            len: AtomicUsize::new(0),
+        }
+    }
+
+    /// How many entries a segment of `segment_len` bytes can need.
+    pub(crate) fn capacity_for(segment_len: usize, interval: usize) -> usize {
+        segment_len / interval.max(1) + 2
+    }
+
+    /// Number of entries (Acquire: entries below it are fully written).
+    pub(crate) fn len(&self) -> usize {
+        self.len.load(Ordering::Acquire)
+    }
+
+    /// Appends an entry. Only the segment's single writer calls this.
+    /// Returns false (and records nothing) when the index is full or the
+    /// entry does not fit the packed form.
+    pub(crate) fn push(&self, e: IndexEntry) -> bool {
+        let n = self.len.load(Ordering::Relaxed);
+        let Some(delta) = e.seq.checked_sub(self.base).and_then(|d| u32::try_from(d).ok()) else {
+            return false;
+        };
+        let Ok(offset) = u32::try_from(e.offset) else { return false };
+        let Some(chunk) = self.chunks.get(n / CHUNK_ENTRIES) else {
+            return false;
+        };
+        let chunk = chunk.get_or_init(|| (0..CHUNK_ENTRIES * 2).map(|_| AtomicU64::new(0)).collect());
+        let i = (n % CHUNK_ENTRIES) * 2;
+        if let (Some(w0), Some(w1)) = (chunk.get(i), chunk.get(i + 1)) {
+            w0.store(u64::from(delta) << 32 | u64::from(offset), Ordering::Relaxed);
+            w1.store(e.timestamp, Ordering::Relaxed);
+            self.len.store(n + 1, Ordering::Release);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Entry `i` (`i < len()`).
+    pub(crate) fn get(&self, i: usize) -> Option<IndexEntry> {
+        if i >= self.len() {
+            return None;
+        }
+        let chunk = self.chunks.get(i / CHUNK_ENTRIES)?.get()?;
+        let j = (i % CHUNK_ENTRIES) * 2;
+        let w0 = chunk.get(j)?.load(Ordering::Relaxed);
+        let w1 = chunk.get(j + 1)?.load(Ordering::Relaxed);
+        Some(IndexEntry {
+            seq: self.base + (w0 >> 32),
+            offset: (w0 & 0xFFFF_FFFF) as usize,
+            timestamp: w1,
+        })
+    }
+
+    /// The last entry, if any.
+    pub(crate) fn last(&self) -> Option<IndexEntry> {
+        self.len().checked_sub(1).and_then(|i| self.get(i))
+    }
+
+    /// Number of leading entries for which `pred` holds (entries are sorted
+    /// so that `pred` is true for a prefix).
+    fn partition_point(&self, pred: impl Fn(&IndexEntry) -> bool) -> usize {
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.get(mid) {
+                Some(e) if pred(&e) => lo = mid + 1,
+                _ => hi = mid,
+            }
+        }
+        lo
+    }
+
+    /// The last entry with `seq <= target`.
+    pub(crate) fn floor_seq(&self, target: u64) -> Option<IndexEntry> {
+        let n = self.partition_point(|e| e.seq <= target);
+        n.checked_sub(1).and_then(|i| self.get(i))
+    }
+
+    /// The last entry with `timestamp < target` (the scan for the first
+    /// record at or after `target` starts there).
+    pub(crate) fn floor_before_time(&self, target: u64) -> Option<IndexEntry> {
+        let n = self.partition_point(|e| e.timestamp < target);
+        n.checked_sub(1).and_then(|i| self.get(i))
+    }
+
+    /// Encodes the index file for a segment whose records end at
+    /// `covered_end`, with `next_seq` following the last record.
+    pub(crate) fn encode_file(&self, channel_id: u64, covered_end: usize, next_seq: u64) -> Vec<u8> {
+        let n = self.len();
+        let mut out = Vec::with_capacity(IDX_HEADER_LEN + n * IDX_ENTRY_LEN);
+        out.extend_from_slice(IDX_MAGIC);
+        out.extend_from_slice(&IDX_VERSION.to_le_bytes());
+        out.extend_from_slice(&(IDX_ENTRY_LEN as u16).to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+        out.extend_from_slice(&channel_id.to_le_bytes());
+        out.extend_from_slice(&self.base.to_le_bytes());
+        out.extend_from_slice(&(covered_end as u64).to_le_bytes());
+        out.extend_from_slice(&next_seq.to_le_bytes());
+        out.extend_from_slice(&(n as u64).to_le_bytes());
+        out.resize(IDX_HEADER_LEN, 0);
+        for e in (0..n).filter_map(|i| self.get(i)) {
+            out.extend_from_slice(&((e.seq - self.base) as u32).to_le_bytes());
+            out.extend_from_slice(&(e.offset as u32).to_le_bytes());
+            out.extend_from_slice(&e.timestamp.to_le_bytes());
+        }
+        let crc = idx_crc(&out);
+        out[60..64].copy_from_slice(&crc.to_le_bytes());
+        out
+    }
+}
+
+fn idx_crc(file: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(file.get(..60).unwrap_or(file));
+    h.update(file.get(IDX_HEADER_LEN..).unwrap_or(&[]));
+    h.finalize()
+}
+
+fn u64_at(b: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
+}
+
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// What an index file must agree with to be used.
+pub(crate) struct IndexExpectation {
+    pub channel_id: u64,
+    pub base: u64,
+    pub records_start: usize,
+    pub covered_end: usize,
+    pub next_seq: u64,
+    pub capacity: usize,
+}
+
+/// Decodes and validates an index file; `Err` says why it must be rebuilt.
+pub(crate) fn decode_file(bytes: &[u8], want: &IndexExpectation) -> Result<SegmentIndex, String> {
+    if bytes.get(..8) != Some(IDX_MAGIC.as_slice()) {
+        return Err("bad magic".into());
+    }
+    let field = |at| u64_at(bytes, at).ok_or_else(|| "truncated header".to_string());
+    let version = u16::from_le_bytes([bytes.get(8).copied().unwrap_or(0), bytes.get(9).copied().unwrap_or(0)]);
+    if version != IDX_VERSION {
+        return Err(format!("unknown version {version}"));
+    }
+    if field(16)? != want.channel_id || field(24)? != want.base {
+        return Err("belongs to another segment".into());
+    }
+    if field(32)? != want.covered_end as u64 || field(40)? != want.next_seq {
+        return Err("stale: does not cover the segment's records".into());
+    }
+    let count = field(48)?;
+    if count > want.capacity as u64 || bytes.len() as u64 != IDX_HEADER_LEN as u64 + count * IDX_ENTRY_LEN as u64 {
+        return Err("entry count does not match the file length".into());
+    }
+    if u32_at(bytes, 60) != Some(idx_crc(bytes)) {
+        return Err("checksum mismatch".into());
+    }
+    let index = SegmentIndex::new(want.base, want.capacity);
+    let mut prev: Option<IndexEntry> = None;
+    for chunk in bytes.get(IDX_HEADER_LEN..).unwrap_or(&[]).chunks_exact(IDX_ENTRY_LEN) {
+        let e = IndexEntry {
+            seq: want.base + u64::from(u32_at(chunk, 0).unwrap_or(0)),
+            offset: u32_at(chunk, 4).unwrap_or(0) as usize,
+            timestamp: u64_at(chunk, 8).unwrap_or(0),
+        };
+        let ordered = prev.is_none_or(|p| e.seq > p.seq && e.offset > p.offset && e.timestamp >= p.timestamp);
+        if !ordered || e.offset < want.records_start || e.offset >= want.covered_end || e.seq >= want.next_seq {
+            return Err(format!("entry for seq {} is out of order or out of bounds", e.seq));
+        }
+        if !index.push(e) {
+            return Err("entry does not fit".into());
+        }
+        prev = Some(e);
+    }
+    Ok(index)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(n: u64) -> SegmentIndex {
+        let idx = SegmentIndex::new(100, 4096);
+        for i in 0..n {
+            assert!(idx.push(IndexEntry {
+                seq: 100 + i * 10,
+                offset: 128 + i as usize * 4096,
+                timestamp: 1000 + i * 5,
+            }));
+        }
+        idx
+    }
+
+    fn expectation() -> IndexExpectation {
+        IndexExpectation {
+            channel_id: 7,
+            base: 100,
+            records_start: 128,
+            covered_end: 128 + 2000 * 4096,
+            next_seq: 100 + 2000 * 10,
+            capacity: 4096,
+        }
+    }
+
+    #[test]
+    fn lookups_across_chunks() {
+        let idx = sample(2000);
+        assert_eq!(idx.len(), 2000);
+        assert_eq!(idx.floor_seq(99), None);
+        assert_eq!(idx.floor_seq(100).map(|e| e.seq), Some(100));
+        assert_eq!(idx.floor_seq(109).map(|e| e.seq), Some(100));
+        assert_eq!(idx.floor_seq(110).map(|e| e.seq), Some(110));
+        assert_eq!(idx.floor_seq(u64::MAX).map(|e| e.seq), Some(100 + 1999 * 10));
+        assert_eq!(idx.floor_before_time(1000), None);
+        assert_eq!(idx.floor_before_time(1001).map(|e| e.seq), Some(100));
+        assert_eq!(idx.floor_before_time(1006).map(|e| e.seq), Some(110));
+    }
+
+    #[test]
+    fn file_round_trip_and_rejections() {
+        let idx = sample(2000);
+        let want = expectation();
+        let file = idx.encode_file(7, want.covered_end, want.next_seq);
+        let back = decode_file(&file, &want).expect("valid file");
+        assert_eq!(back.len(), 2000);
+        assert_eq!(back.get(1234), idx.get(1234));
+
+        let mut flipped = file.clone();
+        flipped[IDX_HEADER_LEN + 100] ^= 1;
+        assert!(decode_file(&flipped, &want).is_err());
+        assert!(decode_file(&file[..file.len() - 1], &want).is_err());
+        assert!(decode_file(&[], &want).is_err());
+        let stale = IndexExpectation {
+            covered_end: want.covered_end + 8,
+            ..expectation()
+        };
+        assert!(decode_file(&file, &stale).is_err());
+        let other = IndexExpectation {
+            channel_id: 8,
+            ..expectation()
+        };
+        assert!(decode_file(&file, &other).is_err());
+    }
+
+    #[test]
+    fn full_index_refuses() {
+        let idx = SegmentIndex::new(1, 1);
+        let e = |s| IndexEntry {
+            seq: s,
+            offset: 0,
+            timestamp: 0,
+        };
+        for s in 1..=CHUNK_ENTRIES as u64 {
+            assert!(idx.push(e(s)));
+        }
+        assert!(!idx.push(e(10_000)));
+    }
+}

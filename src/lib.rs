@@ -1,0 +1,94 @@
+//! spool: an embedded, persistent log store. An application links it and
+//! gets named **channels** of sequence-numbered, timestamped messages kept in
+//! segmented, memory-mapped files, with crash-safe recovery.
+//!
+//! ```
+//! let dir = tempfile::tempdir()?;
+//! let store = spool::Store::open(dir.path(), spool::Options::default())?;
+//! let orders = store.channel("orders")?;
+//!
+//! let first = orders.publish(b"hello")?;                       // seq 1
+//! let batch = orders.publish_batch(&[b"a".as_slice(), b"b"])?; // seqs 2..=3
+//! assert_eq!((first, batch), (1, 2..=3));
+//!
+//! let msg = orders.get(first)?;                                // zero-copy view
+//! assert_eq!(msg.payload(), b"hello");
+//!
+//! let all: Vec<Vec<u8>> = orders
+//!     .read_from(1)?
+//!     .map(|m| m.map(|m| m.payload().to_vec()))
+//!     .collect::<Result<_, _>>()?;
+//! assert_eq!(all.len(), 3);
+//!
+//! assert_eq!(orders.seq_at_or_after(msg.timestamp())?, Some(1));
+//! orders.sync()?;                                              // durable now
+//! store.close()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Durability
+//!
+//! Every write API documents two levels:
+//!
+//! - **written**: `publish` returned. The message is in the page cache
+//!   through the mapping and survives a crash of the process (panic, abort,
+//!   SIGKILL).
+//! - **durable**: covered by a completed msync. It survives power loss.
+//!   [`SyncPolicy`] picks when that happens: `Never` (you call
+//!   [`Channel::sync`] or [`Store::sync`]), `Interval(d)` (a background
+//!   flusher syncs every `d`), `Always` (publish returns only once durable;
+//!   concurrent publishers share one sync).
+//!
+//! A failed sync is sticky: the store turns read-only and every later write
+//! returns [`Error::Failed`] naming the cause; nothing after the last good
+//! sync is reported durable.
+//!
+//! # Recovery
+//!
+//! Opening a store after any crash yields, per channel, an exact prefix of
+//! what was written: contiguous sequences, identical payloads, everything
+//! durable. A torn unsynced tail is cut and the bytes after the cut are
+//! zeroed. Damage in data known to be durable is [`Error::Corrupt`] with the
+//! file and offset, unless the store is opened with
+//! [`RecoveryMode::Repair`], which keeps every intact record and reports the
+//! lost ranges in [`Store::recovery_report`].
+//!
+//! The file format is documented byte by byte in `docs/format.md`; the
+//! memory-mapping hazards and how spool avoids them in `docs/safety.md`.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+mod catalog;
+mod channel;
+mod durability;
+mod env;
+mod error;
+mod index;
+mod message;
+mod mmap;
+mod options;
+mod reader;
+mod record;
+mod recovery;
+mod segment;
+mod storage;
+mod store;
+mod writer;
+
+pub use catalog::MAX_NAME_LEN;
+pub use channel::Channel;
+pub use error::{Error, Result};
+pub use message::Message;
+pub use options::{
+    Options, RecoveryMode, SyncPolicy, DEFAULT_INDEX_INTERVAL, DEFAULT_MAX_PAYLOAD, DEFAULT_SEGMENT_SIZE,
+    MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE,
+};
+pub use reader::Messages;
+pub use recovery::{ChannelRecovery, LostRange};
+pub use segment::SEGMENT_HEADER_LEN;
+pub use store::Store;
+
+/// Simulated storage for crash testing (your application's too).
+pub mod sim {
+    pub use crate::storage::sim::SimStorage;
+}

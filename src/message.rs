@@ -1,0 +1,69 @@
+//! A zero-copy view of one stored message.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::record::{FrameHeader, FRAME_HEADER_LEN};
+use crate::segment::Segment;
+
+/// One message: its sequence number, timestamp and payload. The payload is a
+/// view into the mapped segment, not a copy; the segment stays mapped for as
+/// long as the `Message` (or a clone) is alive, even if retention or channel
+/// deletion removes the file meanwhile.
+#[derive(Clone)]
+pub struct Message {
+    segment: Arc<Segment>,
+    seq: u64,
+    timestamp: u64,
+    payload_offset: usize,
+    len: usize,
+}
+
+impl Message {
+    pub(crate) fn new(segment: Arc<Segment>, header: &FrameHeader, frame_offset: usize) -> Message {
+        Message {
+            segment,
+            seq: header.seq,
+            timestamp: header.timestamp,
+            payload_offset: frame_offset + FRAME_HEADER_LEN,
+            len: header.payload_len(),
+        }
+    }
+
+    /// Sequence number: starts at 1, contiguous within a channel.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Publish time in nanoseconds since the Unix epoch; non-decreasing
+    /// within a channel.
+    pub fn timestamp(&self) -> u64 {
+        self.timestamp
+    }
+
+    /// The payload bytes, borrowed from the mapping.
+    pub fn payload(&self) -> &[u8] {
+        // The frame was validated against the published length when this
+        // Message was made, and published bytes never change.
+        self.segment
+            .region
+            .read_published(self.payload_offset, self.len)
+            .unwrap_or(&[])
+    }
+}
+
+impl AsRef<[u8]> for Message {
+    fn as_ref(&self) -> &[u8] {
+        self.payload()
+    }
+}
+
+impl fmt::Debug for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Message")
+            .field("seq", &self.seq)
+            .field("timestamp", &self.timestamp)
+            .field("len", &self.len)
+            .finish()
+    }
+}

@@ -1,0 +1,322 @@
+//! Memory regions that segments live in: a shared file mapping (real
+//! storage) or a heap buffer (simulated storage). This is the only module
+//! with `unsafe`.
+//!
+//! Soundness rests on one discipline, enforced by the types here rather than
+//! by callers: a region has a *header zone* `[0, records_start)` and a
+//! *records zone* `[records_start, len)`. Each zone has exactly one write
+//! token, created with the region. Bytes of the records zone below the
+//! published length are immutable; anyone may read them. Bytes at or above it
+//! are written and read only through the records token (`&mut` for writes),
+//! and the header zone only through the header token. So no `&[u8]` handed
+//! out ever aliases a byte that is being written.
+#![allow(unsafe_code)]
+
+use std::fs::File;
+use std::io;
+use std::ops::Range;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use memmap2::{MmapOptions, MmapRaw};
+use parking_lot::Mutex;
+
+/// Called by a heap region's `sync`: the simulated storage copies the range
+/// into the file's durable image (or fails, under fault injection).
+pub(crate) type SyncHook = Arc<dyn Fn(&HeapBuf, Range<usize>) -> io::Result<()> + Send + Sync>;
+
+enum Backing {
+    Map(MmapRaw),
+    Heap { buf: Arc<HeapBuf>, on_sync: SyncHook },
+}
+
+/// A fixed-size byte region; never resized, never unmapped while referenced.
+pub(crate) struct Region {
+    ptr: *mut u8,
+    len: usize,
+    records_start: usize,
+    published: AtomicUsize,
+    backing: Backing,
+}
+
+// SAFETY: `ptr` points into `backing` (a mapping or heap allocation), which
+// the region owns and which stays at the same address until the region is
+// dropped. Cross-thread access follows the zone/token discipline in the
+// module docs: writes only through the unique `&mut` tokens, to bytes no
+// shared slice covers, and publication through `published` with
+// Release/Acquire, so sharing the region between threads is data-race free.
+unsafe impl Send for Region {}
+// SAFETY: see the `Send` impl above; `&Region` only hands out slices of
+// published (immutable) bytes.
+unsafe impl Sync for Region {}
+
+/// Write access to the header zone `[0, records_start)`.
+pub(crate) struct HeaderToken {
+    region: Arc<Region>,
+}
+
+/// Write access to the records zone at and above the published length.
+pub(crate) struct RecordsToken {
+    region: Arc<Region>,
+}
+
+impl std::fmt::Debug for Region {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Region")
+            .field("len", &self.len)
+            .field("records_start", &self.records_start)
+            .field("published", &self.published.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+/// The three handles a new region comes with.
+pub(crate) type RegionParts = (Arc<Region>, HeaderToken, RecordsToken);
+
+impl Region {
+    /// Maps `len` bytes of `file` read-write and shared. The file must be at
+    /// least `len` bytes long: spool never maps past a file's end.
+    pub(crate) fn map_file(file: &File, len: usize, records_start: usize) -> io::Result<RegionParts> {
+        let file_len = file.metadata()?.len();
+        if (file_len as u128) < len as u128 || len == 0 || records_start > len {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("refusing to map {len} bytes of a {file_len}-byte file"),
+            ));
+        }
+        let map = MmapOptions::new().len(len).map_raw(file)?;
+        let ptr = map.as_mut_ptr();
+        Ok(Self::parts(ptr, len, records_start, Backing::Map(map)))
+    }
+
+    /// Wraps a simulated file's live buffer.
+    pub(crate) fn map_heap(buf: Arc<HeapBuf>, records_start: usize, on_sync: SyncHook) -> io::Result<RegionParts> {
+        let len = buf.len;
+        if len == 0 || records_start > len {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "cannot map an empty file"));
+        }
+        let ptr = buf.ptr;
+        Ok(Self::parts(ptr, len, records_start, Backing::Heap { buf, on_sync }))
+    }
+
+    fn parts(ptr: *mut u8, len: usize, records_start: usize, backing: Backing) -> RegionParts {
+        let region = Arc::new(Region {
+            ptr,
+            len,
+            records_start,
+            published: AtomicUsize::new(records_start),
+            backing,
+        });
+        (
+            Arc::clone(&region),
+            HeaderToken {
+                region: Arc::clone(&region),
+            },
+            RecordsToken { region },
+        )
+    }
+
+    /// Length of the region in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// End of the published (immutable, readable) bytes.
+    pub(crate) fn published(&self) -> usize {
+        self.published.load(Ordering::Acquire)
+    }
+
+    /// Published bytes `[off, off + len)`, or `None` when any of them is not
+    /// published.
+    #[inline]
+    pub(crate) fn read_published(&self, off: usize, len: usize) -> Option<&[u8]> {
+        let end = off.checked_add(len)?;
+        if off < self.records_start || end > self.published() {
+            return None;
+        }
+        // SAFETY: the range is inside the region and below the published
+        // length, so no token writes it while this borrow of `self` lives.
+        Some(unsafe { std::slice::from_raw_parts(self.ptr.add(off), len) })
+    }
+
+    /// Makes `range` durable: msync(MS_SYNC) for a mapping, a copy into the
+    /// durable image for a simulated file.
+    pub(crate) fn sync(&self, range: Range<usize>) -> io::Result<()> {
+        let end = range.end.min(self.len);
+        let start = range.start.min(end);
+        match &self.backing {
+            Backing::Map(map) => map.flush_range(start, end - start),
+            Backing::Heap { buf, on_sync } => on_sync(buf, start..end),
+        }
+    }
+
+    fn check(&self, off: usize, len: usize, zone: Range<usize>) -> io::Result<()> {
+        match off.checked_add(len) {
+            Some(end) if off >= zone.start && end <= zone.end => Ok(()),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("access {off}+{len} outside {zone:?}"),
+            )),
+        }
+    }
+
+    /// Copies `data` to `off`. Callers hold the token for the zone and have
+    /// checked the range with `check`.
+    fn copy_in(&self, off: usize, data: &[u8]) {
+        let _guard = match &self.backing {
+            Backing::Heap { buf, .. } => Some(buf.lock.lock()),
+            Backing::Map(_) => None,
+        };
+        // SAFETY: the caller checked `off + data.len() <= len`; the target
+        // bytes are in the zone of the caller's `&mut` token, which no shared
+        // slice covers; `data` cannot overlap them for the same reason.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.ptr.add(off), data.len()) }
+    }
+
+    fn fill_zero(&self, off: usize, len: usize) {
+        let _guard = match &self.backing {
+            Backing::Heap { buf, .. } => Some(buf.lock.lock()),
+            Backing::Map(_) => None,
+        };
+        // SAFETY: as in `copy_in`: checked range, exclusive zone.
+        unsafe { std::ptr::write_bytes(self.ptr.add(off), 0, len) }
+    }
+
+    /// Any bytes of the region, for a token holder.
+    fn token_read(&self, off: usize, len: usize) -> &[u8] {
+        // SAFETY: callers checked the range; the token's `&self` borrow
+        // excludes its `&mut` writes for the slice's lifetime, and other
+        // zones' writers never touch these bytes.
+        unsafe { std::slice::from_raw_parts(self.ptr.add(off), len) }
+    }
+}
+
+impl HeaderToken {
+    /// Header-zone bytes `[off, off + len)`.
+    pub(crate) fn read(&self, off: usize, len: usize) -> io::Result<&[u8]> {
+        let r = &self.region;
+        r.check(off, len, 0..r.records_start)?;
+        Ok(r.token_read(off, len))
+    }
+
+    /// Writes header-zone bytes.
+    pub(crate) fn write(&mut self, off: usize, data: &[u8]) -> io::Result<()> {
+        let r = &self.region;
+        r.check(off, data.len(), 0..r.records_start)?;
+        r.copy_in(off, data);
+        Ok(())
+    }
+
+    /// The region this token writes.
+    pub(crate) fn region(&self) -> &Arc<Region> {
+        &self.region
+    }
+}
+
+impl RecordsToken {
+    /// Records-zone bytes, published or not.
+    pub(crate) fn read(&self, off: usize, len: usize) -> io::Result<&[u8]> {
+        let r = &self.region;
+        r.check(off, len, r.records_start..r.len)?;
+        Ok(r.token_read(off, len))
+    }
+
+    /// Writes unpublished bytes; published bytes are immutable.
+    #[inline]
+    pub(crate) fn write(&mut self, off: usize, data: &[u8]) -> io::Result<()> {
+        let r = &self.region;
+        r.check(off, data.len(), r.published.load(Ordering::Relaxed)..r.len)?;
+        r.copy_in(off, data);
+        Ok(())
+    }
+
+    /// Zeroes unpublished bytes.
+    pub(crate) fn zero(&mut self, off: usize, len: usize) -> io::Result<()> {
+        let r = &self.region;
+        r.check(off, len, r.published.load(Ordering::Relaxed)..r.len)?;
+        r.fill_zero(off, len);
+        Ok(())
+    }
+
+    /// Makes `[records_start, end)` readable by everyone (Release).
+    #[inline]
+    pub(crate) fn publish(&mut self, end: usize) -> io::Result<()> {
+        let r = &self.region;
+        r.check(r.records_start, end - r.records_start.min(end), r.records_start..r.len)?;
+        if end < r.published.load(Ordering::Relaxed) {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "published length cannot shrink"));
+        }
+        r.published.store(end, Ordering::Release);
+        Ok(())
+    }
+}
+
+/// The live image of a simulated file: a fixed-size heap allocation that
+/// regions point into. Writes take `lock` so that snapshots taken by the
+/// simulated storage never race with them.
+pub(crate) struct HeapBuf {
+    ptr: *mut u8,
+    len: usize,
+    lock: Mutex<()>,
+}
+
+// SAFETY: the allocation is owned by the HeapBuf and freed only in Drop;
+// mutation goes only through `Region` (token discipline, under `lock`).
+unsafe impl Send for HeapBuf {}
+// SAFETY: see `Send`; snapshots copy under `lock`.
+unsafe impl Sync for HeapBuf {}
+
+impl HeapBuf {
+    /// A buffer holding `data`.
+    pub(crate) fn new(data: Vec<u8>) -> Arc<HeapBuf> {
+        let boxed: Box<[u8]> = data.into_boxed_slice();
+        let len = boxed.len();
+        let ptr = Box::into_raw(boxed) as *mut u8;
+        Arc::new(HeapBuf {
+            ptr,
+            len,
+            lock: Mutex::new(()),
+        })
+    }
+
+    /// Length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// A copy of `range` (clamped to the buffer), taken under the write lock.
+    pub(crate) fn copy_out(&self, range: Range<usize>) -> Vec<u8> {
+        let end = range.end.min(self.len);
+        let start = range.start.min(end);
+        let _guard = self.lock.lock();
+        // SAFETY: `start..end` is inside the allocation; writers hold `lock`.
+        unsafe { std::slice::from_raw_parts(self.ptr.add(start), end - start) }.to_vec()
+    }
+
+}
+
+impl Drop for HeapBuf {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` came from `Box::into_raw` of a boxed slice in
+        // `new` and are freed exactly once, here.
+        drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(self.ptr, self.len)) });
+    }
+}
+
+/// Reserves disk blocks for `[0, len)` of `file` so that a full disk fails
+/// here, with an error, rather than as SIGBUS on a later write through a
+/// mapping of a sparse file.
+pub(crate) fn preallocate(file: &File, len: u64) -> io::Result<()> {
+    let len = libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: posix_fallocate only reads its integer arguments; the fd is
+    // valid for the duration of the call because `file` is borrowed.
+    let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) };
+    match rc {
+        0 => Ok(()),
+        // Filesystems without fallocate support: fall back to a sparse file;
+        // safety.md documents the residual SIGBUS risk on those.
+        libc::EOPNOTSUPP | libc::EINVAL => file.set_len(len as u64),
+        errno => Err(io::Error::from_raw_os_error(errno)),
+    }
+}

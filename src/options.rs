@@ -1,0 +1,208 @@
+//! Store-wide configuration.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::record::FRAME_HEADER_LEN;
+use crate::segment::SEGMENT_HEADER_LEN;
+use crate::storage::sim::SimStorage;
+use crate::storage::{RealStorage, Storage};
+
+/// When written messages become durable (survive power loss).
+///
+/// Whatever the policy, a message is *written* once `publish` returns: it is
+/// in the page cache and survives a crash of the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncPolicy {
+    /// spool never syncs on its own; call `Channel::sync` or `Store::sync`.
+    Never,
+    /// A background flusher thread syncs every channel with new data at this
+    /// interval. A power loss can cost at most about one interval of data.
+    Interval(Duration),
+    /// `publish` returns only once its message is durable. Concurrent
+    /// publishers on one channel share one sync (group commit).
+    Always,
+}
+
+/// What `Store::open` does when it finds damage in data known to be durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecoveryMode {
+    /// Refuse to open (or to read the damaged record) with `Error::Corrupt`.
+    Strict,
+    /// Scan every segment, replace each damaged record span by a marker that
+    /// reads as `Error::Lost`, keep every valid record after it, and report
+    /// what was lost in `Store::recovery_report`. Open time is then
+    /// proportional to the store's size.
+    Repair,
+}
+
+/// Store-wide options. Start from `Options::default()` and adjust:
+///
+/// ```
+/// use spool::{Options, SyncPolicy};
+/// let opts = Options::default()
+///     .segment_size(16 << 20)
+///     .sync_policy(SyncPolicy::Always);
+/// assert_eq!(opts.get_segment_size(), 16 << 20);
+/// ```
+#[derive(Clone)]
+pub struct Options {
+    segment_size: u64,
+    index_interval: u32,
+    max_payload: u32,
+    sync: SyncPolicy,
+    recovery: RecoveryMode,
+    storage: Storage,
+}
+
+/// Default segment size: 64 MiB.
+pub const DEFAULT_SEGMENT_SIZE: u64 = 64 << 20;
+/// Default index interval: one index entry per 4 KiB of records.
+pub const DEFAULT_INDEX_INTERVAL: u32 = 4096;
+/// Default maximum payload: 1 MiB.
+pub const DEFAULT_MAX_PAYLOAD: u32 = 1 << 20;
+/// Segments are addressed with 32-bit offsets inside the index.
+pub const MAX_SEGMENT_SIZE: u64 = u32::MAX as u64 - 7;
+/// Smallest accepted segment size.
+pub const MIN_SEGMENT_SIZE: u64 = 4096;
+
+impl Default for Options {
+    /// Defaults: 64 MiB segments, an index entry every 4 KiB, payloads up to
+    /// 1 MiB, `SyncPolicy::Interval(1 s)`, `RecoveryMode::Strict`, real files.
+    fn default() -> Self {
+        Options {
+            segment_size: DEFAULT_SEGMENT_SIZE,
+            index_interval: DEFAULT_INDEX_INTERVAL,
+            max_payload: DEFAULT_MAX_PAYLOAD,
+            sync: SyncPolicy::Interval(Duration::from_secs(1)),
+            recovery: RecoveryMode::Strict,
+            storage: Storage::Real(RealStorage),
+        }
+    }
+}
+
+impl fmt::Debug for Options {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Options")
+            .field("segment_size", &self.segment_size)
+            .field("index_interval", &self.index_interval)
+            .field("max_payload", &self.max_payload)
+            .field("sync", &self.sync)
+            .field("recovery", &self.recovery)
+            .field("storage", &self.storage)
+            .finish()
+    }
+}
+
+impl Options {
+    /// Size of each segment file in bytes (preallocated when the segment is
+    /// created). Between 4 KiB and 4 GiB - 8; must hold at least one message
+    /// of `max_payload` bytes.
+    pub fn segment_size(mut self, bytes: u64) -> Self {
+        self.segment_size = bytes;
+        self
+    }
+
+    /// One sparse-index entry per this many bytes of records (at least 64).
+    /// Smaller means faster lookups and a larger index.
+    pub fn index_interval(mut self, bytes: u32) -> Self {
+        self.index_interval = bytes;
+        self
+    }
+
+    /// Largest accepted payload in bytes.
+    pub fn max_payload(mut self, bytes: u32) -> Self {
+        self.max_payload = bytes;
+        self
+    }
+
+    /// When data becomes durable; see [`SyncPolicy`].
+    pub fn sync_policy(mut self, policy: SyncPolicy) -> Self {
+        self.sync = policy;
+        self
+    }
+
+    /// What to do with damage in durable data; see [`RecoveryMode`].
+    pub fn recovery_mode(mut self, mode: RecoveryMode) -> Self {
+        self.recovery = mode;
+        self
+    }
+
+    /// Run on a simulated file system instead of real files, for crash
+    /// testing (see [`SimStorage`]). The path given to `Store::open` is then
+    /// a path inside the simulation.
+    pub fn simulated(mut self, sim: &SimStorage) -> Self {
+        self.storage = Storage::simulated(sim);
+        self
+    }
+
+    /// The configured segment size.
+    pub fn get_segment_size(&self) -> u64 {
+        self.segment_size
+    }
+
+    /// The configured index interval.
+    pub fn get_index_interval(&self) -> u32 {
+        self.index_interval
+    }
+
+    /// The configured maximum payload.
+    pub fn get_max_payload(&self) -> u32 {
+        self.max_payload
+    }
+
+    /// The configured sync policy.
+    pub fn get_sync_policy(&self) -> SyncPolicy {
+        self.sync
+    }
+
+    /// The configured recovery mode.
+    pub fn get_recovery_mode(&self) -> RecoveryMode {
+        self.recovery
+    }
+
+    pub(crate) fn storage_backend(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// Checks every value; called by `Store::open`.
+    pub(crate) fn validate(&self) -> Result<()> {
+        if !(MIN_SEGMENT_SIZE..=MAX_SEGMENT_SIZE).contains(&self.segment_size) {
+            return Err(Error::invalid_option(
+                "segment_size",
+                format!(
+                    "{} bytes is outside {MIN_SEGMENT_SIZE}..={MAX_SEGMENT_SIZE}",
+                    self.segment_size
+                ),
+            ));
+        }
+        if self.index_interval < 64 {
+            return Err(Error::invalid_option(
+                "index_interval",
+                format!("{} bytes is below the minimum of 64", self.index_interval),
+            ));
+        }
+        let room = self.segment_size - SEGMENT_HEADER_LEN as u64 - FRAME_HEADER_LEN as u64;
+        if u64::from(self.max_payload) > room || self.max_payload > crate::record::MAX_LEN {
+            return Err(Error::invalid_option(
+                "max_payload",
+                format!(
+                    "{} bytes does not fit in a segment of {} bytes (at most {} with this segment size)",
+                    self.max_payload,
+                    self.segment_size,
+                    room.min(u64::from(crate::record::MAX_LEN))
+                ),
+            ));
+        }
+        if let SyncPolicy::Interval(d) = self.sync {
+            if d.is_zero() {
+                return Err(Error::invalid_option(
+                    "sync_policy",
+                    "Interval(0) would sync continuously; use SyncPolicy::Always instead",
+                ));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,112 @@
+//! Sequential reads across segments.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::channel::ChannelCore;
+use crate::error::{Error, Result};
+use crate::message::Message;
+use crate::segment::{Frame, Segment, SEGMENT_HEADER_LEN};
+
+/// Iterator over a channel's messages in sequence order, from
+/// [`Channel::read_from`](crate::Channel::read_from).
+///
+/// It ends (`None`) when it has caught up with the last published message;
+/// calling `next` again later yields messages published since. A range
+/// removed by repair yields one `Err(Error::Lost)` and iteration continues
+/// after it; any other error ends the iteration.
+pub struct Messages {
+    core: Arc<ChannelCore>,
+    segment: Option<Arc<Segment>>,
+    offset: usize,
+    next_seq: u64,
+    failed: bool,
+}
+
+impl std::fmt::Debug for Messages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Messages").field("next_seq", &self.next_seq).finish()
+    }
+}
+
+impl Messages {
+    pub(crate) fn new(core: Arc<ChannelCore>, from: u64) -> Messages {
+        Messages {
+            core,
+            segment: None,
+            offset: 0,
+            next_seq: from,
+            failed: false,
+        }
+    }
+
+    /// The sequence number the next call to `next` looks for.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Finds the segment and offset of `next_seq`.
+    fn position(&mut self) -> Result<(Arc<Segment>, Frame)> {
+        let seg = self.core.segment_for(self.next_seq)?;
+        let (offset, frame) = if seg.base == self.next_seq {
+            (SEGMENT_HEADER_LEN, seg.frame_at(SEGMENT_HEADER_LEN, self.next_seq)?)
+        } else {
+            seg.locate(self.next_seq)?
+        };
+        self.offset = offset;
+        self.segment = Some(Arc::clone(&seg));
+        Ok((seg, frame))
+    }
+
+    fn step(&mut self) -> Result<Message> {
+        let current = self
+            .segment
+            .as_ref()
+            .filter(|s| self.offset < s.region.published())
+            .map(Arc::clone);
+        let (seg, frame) = match current {
+            Some(seg) => {
+                let frame = seg.frame_at(self.offset, self.next_seq)?;
+                (seg, frame)
+            }
+            None => self.position()?,
+        };
+        match frame {
+            Frame::Message { header, next_offset } => {
+                let msg = Message::new(seg, &header, self.offset);
+                self.offset = next_offset;
+                self.next_seq = header.seq + 1;
+                Ok(msg)
+            }
+            Frame::Hole {
+                first,
+                last,
+                next_offset,
+            } => {
+                let requested = self.next_seq;
+                self.offset = next_offset;
+                self.next_seq = last + 1;
+                Err(Error::Lost {
+                    requested,
+                    first_lost: first,
+                    last_lost: last,
+                })
+            }
+        }
+    }
+}
+
+impl Iterator for Messages {
+    type Item = Result<Message>;
+
+    fn next(&mut self) -> Option<Result<Message>> {
+        if self.failed || self.next_seq > self.core.last_seq.load(Ordering::Acquire) {
+            return None;
+        }
+        let item = self.step();
+        if matches!(item, Err(ref e) if !matches!(e, Error::Lost { .. })) {
+            self.failed = true;
+        }
+        Some(item)
+    }
+}

@@ -1,0 +1,351 @@
+//! One segment file: header, records, sparse index, durability slots.
+
+mod header;
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::Mutex;
+
+pub use header::SEGMENT_HEADER_LEN;
+pub(crate) use header::{FixedHeader, Slot, SLOT_OFFSETS};
+
+use crate::error::{Error, Result};
+use crate::index::SegmentIndex;
+use crate::message::Message;
+use crate::mmap::{HeaderToken, Region, RecordsToken};
+use crate::record::{segment_seed, FrameHeader, FrameKind, FRAME_HEADER_LEN};
+use crate::storage::Storage;
+
+/// File name of the segment whose first seq is `base`.
+pub(crate) fn segment_file_name(base: u64) -> String {
+    format!("{base:020}.seg")
+}
+
+/// File name of that segment's index.
+pub(crate) fn index_file_name(base: u64) -> String {
+    format!("{base:020}.idx")
+}
+
+/// Parses `<20 digits>.seg`.
+pub(crate) fn parse_segment_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".seg")?;
+    (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok())
+        .flatten()
+}
+
+struct HeaderState {
+    token: HeaderToken,
+    /// The slot most recently written (durable at the next sync).
+    written: Slot,
+    /// Which slot the next write goes to.
+    next_slot: usize,
+}
+
+/// A mapped segment. Readers share it through `Arc`; the mapping lives as
+/// long as any `Message` taken from it.
+pub(crate) struct Segment {
+    pub(crate) path: PathBuf,
+    pub(crate) base: u64,
+    pub(crate) seed: u32,
+    pub(crate) region: Arc<Region>,
+    pub(crate) index: SegmentIndex,
+    /// Records below this offset were validated (written by this process or
+    /// checked by a scan); reads above it verify the CRC.
+    trusted_end: AtomicUsize,
+    seal: OnceLock<Slot>,
+    header: Mutex<HeaderState>,
+}
+
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segment")
+            .field("path", &self.path)
+            .field("base", &self.base)
+            .field("region", &self.region)
+            .finish()
+    }
+}
+
+/// One frame read from a segment.
+pub(crate) enum Frame {
+    Message { header: FrameHeader, next_offset: usize },
+    Hole { first: u64, last: u64, next_offset: usize },
+}
+
+impl Segment {
+    /// Creates, sizes and heads a new segment, then makes it durable: the
+    /// file is prepared under a temporary name, synced, renamed into place
+    /// and the directory synced, so a `.seg` file always has a valid header.
+    pub(crate) fn create(
+        storage: &Storage,
+        dir: &Path,
+        channel_id: u64,
+        base: u64,
+        len: u64,
+        index_interval: usize,
+    ) -> Result<(Arc<Segment>, RecordsToken)> {
+        let path = dir.join(segment_file_name(base));
+        let tmp = dir.join(format!("{}.tmp", segment_file_name(base)));
+        storage.remove_file(&tmp)?;
+        let (region, mut header_token, records) = storage.create_region(&tmp, len, SEGMENT_HEADER_LEN)?;
+        let fixed = FixedHeader {
+            channel_id,
+            base_seq: base,
+            segment_len: len,
+            created_ns: crate::channel::now_ns(),
+        };
+        header_token
+            .write(0, &fixed.encode())
+            .map_err(|e| Error::io("write segment header", &tmp, e))?;
+        region
+            .sync(0..SEGMENT_HEADER_LEN)
+            .map_err(|e| Error::io("sync segment header", &tmp, e))?;
+        storage.rename(&tmp, &path)?;
+        storage.sync_dir(dir)?;
+        let seg = Segment::new(path, channel_id, base, region, header_token, None, index_interval);
+        Ok((Arc::new(seg), records))
+    }
+
+    /// Wraps an opened region; `slot` is the newest valid slot found in it.
+    pub(crate) fn new(
+        path: PathBuf,
+        channel_id: u64,
+        base: u64,
+        region: Arc<Region>,
+        token: HeaderToken,
+        slot: Option<(Slot, usize)>,
+        index_interval: usize,
+    ) -> Segment {
+        let capacity = SegmentIndex::capacity_for(region.len(), index_interval);
+        let (written, next_slot) = match slot {
+            Some((s, at)) => (s, 1 - at.min(1)),
+            None => (Slot::empty(base), 0),
+        };
+        Segment {
+            path,
+            base,
+            seed: segment_seed(channel_id, base),
+            index: SegmentIndex::new(base, capacity),
+            trusted_end: AtomicUsize::new(SEGMENT_HEADER_LEN),
+            seal: OnceLock::new(),
+            header: Mutex::new(HeaderState {
+                token,
+                written,
+                next_slot,
+            }),
+            region,
+        }
+    }
+
+    /// The same segment with a loaded index in place of the empty one.
+    pub(crate) fn with_index(self, index: SegmentIndex) -> Segment {
+        Segment { index, ..self }
+    }
+
+    /// The seal slot, once the segment is sealed.
+    pub(crate) fn seal_info(&self) -> Option<Slot> {
+        self.seal.get().copied()
+    }
+
+    /// Marks records below `end` as validated.
+    pub(crate) fn trust_up_to(&self, end: usize) {
+        self.trusted_end.fetch_max(end, Ordering::AcqRel);
+    }
+
+    /// Records the segment as sealed (for segments opened already sealed).
+    pub(crate) fn mark_sealed(&self, slot: Slot) {
+        let _ = self.seal.set(slot);
+    }
+
+    fn write_slot(state: &mut HeaderState, slot: Slot, seed: u32) -> io::Result<()> {
+        let at = SLOT_OFFSETS[state.next_slot.min(1)];
+        state.token.write(at, &slot.encode(seed))?;
+        state.written = slot;
+        state.next_slot = 1 - state.next_slot.min(1);
+        Ok(())
+    }
+
+    /// Makes records below `end` durable. The slot recording it is written
+    /// afterwards and becomes durable with the next sync, so a slot never
+    /// claims more than was really durable.
+    pub(crate) fn sync_to(&self, end: usize, next_seq: u64, last_timestamp: u64) -> Result<()> {
+        let mut st = self.header.lock();
+        if st.written.durable_end >= end as u64 || st.written.sealed {
+            return Ok(());
+        }
+        self.region
+            .sync(0..end)
+            .map_err(|e| Error::io("sync segment", &self.path, e))?;
+        let slot = Slot {
+            durable_end: end as u64,
+            next_seq,
+            last_timestamp,
+            sealed: false,
+        };
+        Self::write_slot(&mut st, slot, self.seed).map_err(|e| Error::io("write segment slot", &self.path, e))
+    }
+
+    /// Syncs everything below `end`, then durably marks the segment sealed.
+    pub(crate) fn seal(&self, end: usize, next_seq: u64, last_timestamp: u64) -> Result<()> {
+        let mut st = self.header.lock();
+        let io_err = |op, e| Error::io(op, &self.path, e);
+        self.region.sync(0..end).map_err(|e| io_err("sync segment", e))?;
+        let slot = Slot {
+            durable_end: end as u64,
+            next_seq,
+            last_timestamp,
+            sealed: true,
+        };
+        Self::write_slot(&mut st, slot, self.seed).map_err(|e| io_err("write segment slot", e))?;
+        self.region
+            .sync(0..SEGMENT_HEADER_LEN)
+            .map_err(|e| io_err("sync segment header", e))?;
+        let _ = self.seal.set(slot);
+        Ok(())
+    }
+
+    /// Makes the last written slot durable (on close).
+    pub(crate) fn sync_header(&self) -> Result<()> {
+        let _st = self.header.lock();
+        self.region
+            .sync(0..SEGMENT_HEADER_LEN)
+            .map_err(|e| Error::io("sync segment header", &self.path, e))
+    }
+
+    fn corrupt(&self, offset: usize, detail: impl Into<String>) -> Error {
+        Error::corrupt(&self.path, offset as u64, detail)
+    }
+
+    /// Reads and validates the published frame at `offset`, which must carry
+    /// `expected`.
+    #[inline]
+    pub(crate) fn frame_at(&self, offset: usize, expected: u64) -> Result<Frame> {
+        let published = self.region.published();
+        let bytes = self
+            .region
+            .read_published(offset, FRAME_HEADER_LEN)
+            .ok_or_else(|| self.corrupt(offset, format!("record header past the published end {published}")))?;
+        let header = FrameHeader::parse(bytes).ok_or_else(|| self.corrupt(offset, "short record header"))?;
+        header
+            .check_shape(published.saturating_sub(offset), expected, false)
+            .map_err(|d| self.corrupt(offset, d))?;
+        let next_offset = offset + header.frame_len();
+        if offset >= self.trusted_end.load(Ordering::Acquire) {
+            let payload = self
+                .region
+                .read_published(offset + FRAME_HEADER_LEN, header.payload_len())
+                .ok_or_else(|| self.corrupt(offset, "payload past the published end"))?;
+            if !header.crc_matches(self.seed, payload) {
+                return Err(self.corrupt(offset, format!("checksum mismatch in record {expected}")));
+            }
+            // Extend the validated prefix when this record continues it.
+            let _ = self
+                .trusted_end
+                .compare_exchange(offset, next_offset, Ordering::AcqRel, Ordering::Relaxed);
+        }
+        Ok(match header.kind() {
+            FrameKind::Message => Frame::Message { header, next_offset },
+            FrameKind::Hole => Frame::Hole {
+                first: header.seq,
+                last: header.timestamp,
+                next_offset,
+            },
+        })
+    }
+
+    /// The frame holding `seq` (a message, or a hole covering it) and its
+    /// offset; the caller knows `seq` is in this segment.
+    pub(crate) fn locate(&self, seq: u64) -> Result<(usize, Frame)> {
+        if let Some(e) = self.index.floor_seq(seq) {
+            match self.scan_for(e.offset, e.seq, seq) {
+                // An index entry that does not lead to the record is not
+                // trusted: fall back to a scan from the first record.
+                Err(Error::Corrupt { .. }) => {}
+                found => return found,
+            }
+        }
+        self.scan_for(SEGMENT_HEADER_LEN, self.base, seq)
+    }
+
+    fn scan_for(&self, mut offset: usize, mut expected: u64, seq: u64) -> Result<(usize, Frame)> {
+        loop {
+            let frame = self.frame_at(offset, expected)?;
+            let (covers, next_offset, next_seq) = match &frame {
+                Frame::Message { header, next_offset } => (header.seq == seq, *next_offset, header.seq + 1),
+                Frame::Hole {
+                    first,
+                    last,
+                    next_offset,
+                } => ((*first..=*last).contains(&seq), *next_offset, last + 1),
+            };
+            if covers {
+                return Ok((offset, frame));
+            }
+            offset = next_offset;
+            expected = next_seq;
+        }
+    }
+
+    /// The message `seq`, which the caller knows is in this segment.
+    pub(crate) fn find(self: &Arc<Self>, seq: u64) -> Result<Message> {
+        match self.locate(seq)? {
+            (offset, Frame::Message { header, .. }) => Ok(Message::new(Arc::clone(self), &header, offset)),
+            (_, Frame::Hole { first, last, .. }) => Err(Error::Lost {
+                requested: seq,
+                first_lost: first,
+                last_lost: last,
+            }),
+        }
+    }
+
+    /// The first message in this segment with a timestamp `>= ts`, if any.
+    pub(crate) fn seq_at_or_after(&self, ts: u64) -> Result<Option<u64>> {
+        let (mut offset, mut expected) = match self.index.floor_before_time(ts) {
+            Some(e) => (e.offset, e.seq),
+            None => (SEGMENT_HEADER_LEN, self.base),
+        };
+        while offset < self.region.published() {
+            match self.frame_at(offset, expected)? {
+                Frame::Message { header, next_offset } => {
+                    if header.timestamp >= ts {
+                        return Ok(Some(header.seq));
+                    }
+                    offset = next_offset;
+                    expected = header.seq + 1;
+                }
+                Frame::Hole { last, next_offset, .. } => {
+                    offset = next_offset;
+                    expected = last + 1;
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Writes the index file describing records below `covered_end`. The
+    /// index is derived data, so it is not synced: a torn or missing index
+    /// is detected and rebuilt.
+    pub(crate) fn write_index_file(&self, storage: &Storage, channel_id: u64, covered_end: usize, next_seq: u64) -> Result<()> {
+        let path = self.path.with_file_name(index_file_name(self.base));
+        storage.write_file(&path, &self.index.encode_file(channel_id, covered_end, next_seq))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_names() {
+        assert_eq!(segment_file_name(1), "00000000000000000001.seg");
+        assert_eq!(parse_segment_name("00000000000000000001.seg"), Some(1));
+        assert_eq!(parse_segment_name("1.seg"), None);
+        assert_eq!(parse_segment_name("0000000000000000000x.seg"), None);
+        assert_eq!(parse_segment_name("00000000000000000001.seg.tmp"), None);
+        assert_eq!(parse_segment_name("99999999999999999999.seg"), None, "overflows u64");
+    }
+}

@@ -1,0 +1,125 @@
+//! The one place that touches files. Two backends: real files (std::fs and
+//! memmap2) and a simulated file system for crash testing (`sim`).
+
+mod real;
+pub mod sim;
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::mmap::RegionParts;
+
+pub(crate) use real::RealStorage;
+use sim::SimStorage;
+
+/// A storage backend. Cheap to clone.
+#[derive(Clone, Debug)]
+pub(crate) enum Storage {
+    Real(RealStorage),
+    Sim(Arc<sim::SimInner>),
+}
+
+/// Held while a store is open; dropping it releases the lock.
+pub(crate) enum LockGuard {
+    Real(#[allow(dead_code)] std::fs::File),
+    Sim(Arc<sim::SimInner>, PathBuf),
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        if let LockGuard::Sim(inner, path) = self {
+            inner.unlock(path);
+        }
+    }
+}
+
+macro_rules! dispatch {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            Storage::Real($s) => $e,
+            Storage::Sim($s) => $e,
+        }
+    };
+}
+
+impl Storage {
+    pub(crate) fn simulated(sim: &SimStorage) -> Self {
+        Storage::Sim(sim.inner())
+    }
+
+    pub(crate) fn create_dir_all(&self, path: &Path) -> Result<()> {
+        dispatch!(self, s => s.create_dir_all(path)).map_err(|e| Error::io("create directory", path, e))
+    }
+
+    /// Names of the entries of a directory, sorted.
+    pub(crate) fn list_dir(&self, path: &Path) -> Result<Vec<String>> {
+        let mut names = dispatch!(self, s => s.list_dir(path)).map_err(|e| Error::io("list directory", path, e))?;
+        names.sort();
+        Ok(names)
+    }
+
+    pub(crate) fn exists(&self, path: &Path) -> bool {
+        dispatch!(self, s => s.exists(path))
+    }
+
+    /// Whole content of a small file (catalog, index). Refuses files larger
+    /// than `max` bytes rather than allocating for them.
+    pub(crate) fn read_file(&self, path: &Path, max: u64) -> Result<Vec<u8>> {
+        dispatch!(self, s => s.read_file(path, max)).map_err(|e| Error::io("read", path, e))
+    }
+
+    /// Creates or truncates `path` and writes `data` (not synced).
+    pub(crate) fn write_file(&self, path: &Path, data: &[u8]) -> Result<()> {
+        dispatch!(self, s => s.write_file(path, data)).map_err(|e| Error::io("write", path, e))
+    }
+
+    /// fdatasync of a file's data and size.
+    pub(crate) fn sync_file(&self, path: &Path) -> Result<()> {
+        dispatch!(self, s => s.sync_file(path)).map_err(|e| Error::io("sync file", path, e))
+    }
+
+    /// fsync of a directory, making creates, renames and deletes in it durable.
+    pub(crate) fn sync_dir(&self, path: &Path) -> Result<()> {
+        dispatch!(self, s => s.sync_dir(path)).map_err(|e| Error::io("sync directory", path, e))
+    }
+
+    pub(crate) fn rename(&self, from: &Path, to: &Path) -> Result<()> {
+        dispatch!(self, s => s.rename(from, to)).map_err(|e| Error::io("rename", from, e))
+    }
+
+    pub(crate) fn remove_file(&self, path: &Path) -> Result<()> {
+        match dispatch!(self, s => s.remove_file(path)) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            r => r.map_err(|e| Error::io("remove file", path, e)),
+        }
+    }
+
+    /// Removes an empty directory.
+    pub(crate) fn remove_dir(&self, path: &Path) -> Result<()> {
+        match dispatch!(self, s => s.remove_dir(path)) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            r => r.map_err(|e| Error::io("remove directory", path, e)),
+        }
+    }
+
+
+    /// Creates a new file of `len` bytes with its blocks reserved, mapped.
+    pub(crate) fn create_region(&self, path: &Path, len: u64, records_start: usize) -> Result<RegionParts> {
+        dispatch!(self, s => s.create_region(path, len, records_start)).map_err(|e| Error::io("create segment", path, e))
+    }
+
+    /// Maps an existing file over its whole length.
+    pub(crate) fn open_region(&self, path: &Path, records_start: usize) -> Result<RegionParts> {
+        dispatch!(self, s => s.open_region(path, records_start)).map_err(|e| Error::io("map segment", path, e))
+    }
+
+    /// Takes the exclusive lock at `path`, writing our pid into it.
+    pub(crate) fn lock(&self, path: &Path) -> Result<LockGuard> {
+        match self {
+            Storage::Real(s) => s.lock(path),
+            Storage::Sim(s) => s.lock(path),
+        }
+    }
+}

@@ -1,0 +1,551 @@
+//! A simulated file system for crash testing.
+//!
+//! Every file has a *live* image (what the running process sees) and a
+//! *durable* image (what survived the last sync). Namespace changes (create,
+//! rename, remove) are queued until a directory sync commits them in order.
+//! [`SimStorage::power_loss`] produces the file system a machine could boot
+//! with after a power cut: each 4 KiB page that differs between the live and
+//! durable image independently keeps its old bytes, its new bytes, or a torn
+//! mix of 512-byte sectors; a size change that was not synced may be lost; a
+//! random prefix of the unsynced namespace changes survives.
+//!
+//! ```
+//! use spool::{sim::SimStorage, Options, Store, SyncPolicy};
+//! let sim = SimStorage::new();
+//! let opts = Options::default().simulated(&sim).segment_size(1 << 16).sync_policy(SyncPolicy::Never);
+//! let store = Store::open("/db", opts.clone())?;
+//! let ch = store.channel("c")?;
+//! ch.publish(b"durable")?;
+//! ch.sync()?;
+//! ch.publish(b"maybe")?;
+//! let after = sim.power_loss(7);   // the store above keeps running on `sim`
+//! let store = Store::open("/db", opts.simulated(&after))?;
+//! assert!(store.channel("c")?.last_seq() >= 1);
+//! # Ok::<(), spool::Error>(())
+//! ```
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::io;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
+
+use super::LockGuard;
+use crate::error::{Error, Result};
+use crate::mmap::{HeapBuf, Region, RegionParts, SyncHook};
+
+const PAGE: usize = 4096;
+const SECTOR: usize = 512;
+
+/// A simulated file system; clones share it.
+#[derive(Clone)]
+pub struct SimStorage {
+    inner: Arc<SimInner>,
+}
+
+impl fmt::Debug for SimStorage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+impl Default for SimStorage {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Node {
+    Dir,
+    File(u64),
+}
+
+#[derive(Clone, Debug)]
+enum NsOp {
+    Put(PathBuf, Node),
+    Remove(PathBuf),
+    Rename(PathBuf, PathBuf),
+}
+
+impl NsOp {
+    fn touches(&self, dir: &Path) -> bool {
+        let parent_is = |p: &PathBuf| p.parent() == Some(dir);
+        match self {
+            NsOp::Put(p, _) | NsOp::Remove(p) => parent_is(p),
+            NsOp::Rename(a, b) => parent_is(a) || parent_is(b),
+        }
+    }
+
+    fn apply(&self, ns: &mut BTreeMap<PathBuf, Node>) {
+        match self {
+            NsOp::Put(p, n) => {
+                ns.insert(p.clone(), *n);
+            }
+            NsOp::Remove(p) => {
+                ns.remove(p);
+            }
+            NsOp::Rename(a, b) => {
+                if let Some(n) = ns.remove(a) {
+                    ns.insert(b.clone(), n);
+                }
+            }
+        }
+    }
+}
+
+enum Live {
+    Bytes(Vec<u8>),
+    Mapped(Arc<HeapBuf>),
+}
+
+struct Inode {
+    live: Live,
+    durable: Vec<u8>,
+}
+
+impl Inode {
+    fn live_bytes(&self) -> Vec<u8> {
+        match &self.live {
+            Live::Bytes(b) => b.clone(),
+            Live::Mapped(buf) => buf.copy_out(0..buf.len()),
+        }
+    }
+
+    fn live_len(&self) -> usize {
+        match &self.live {
+            Live::Bytes(b) => b.len(),
+            Live::Mapped(buf) => buf.len(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    live: BTreeMap<PathBuf, Node>,
+    durable: BTreeMap<PathBuf, Node>,
+    pending: Vec<NsOp>,
+    inodes: HashMap<u64, Inode>,
+    next_inode: u64,
+    locks: HashSet<PathBuf>,
+    syncs: u64,
+    fail_sync_at: Option<u64>,
+    space_limit: Option<u64>,
+}
+
+/// Shared state of a [`SimStorage`].
+pub(crate) struct SimInner {
+    state: Mutex<State>,
+}
+
+impl fmt::Debug for SimInner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let st = self.state.lock();
+        f.debug_struct("SimStorage")
+            .field("files", &st.live.len())
+            .field("pending_namespace_ops", &st.pending.len())
+            .finish()
+    }
+}
+
+fn not_found(path: &Path) -> io::Error {
+    io::Error::new(io::ErrorKind::NotFound, format!("{} not found", path.display()))
+}
+
+/// SplitMix64: a small deterministic generator, so a seed reproduces a crash.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            self.next() % n
+        }
+    }
+}
+
+impl SimStorage {
+    /// An empty simulated file system.
+    pub fn new() -> Self {
+        let mut st = State::default();
+        st.live.insert(PathBuf::from("/"), Node::Dir);
+        st.durable.insert(PathBuf::from("/"), Node::Dir);
+        SimStorage {
+            inner: Arc::new(SimInner { state: Mutex::new(st) }),
+        }
+    }
+
+    pub(crate) fn inner(&self) -> Arc<SimInner> {
+        Arc::clone(&self.inner)
+    }
+
+    /// The file system after a power cut at this instant, chosen by `seed`.
+    /// This storage is left untouched (a store running on it keeps going).
+    pub fn power_loss(&self, seed: u64) -> SimStorage {
+        let mut rng = Rng(seed);
+        let st = self.inner.state.lock();
+        let mut ns = st.durable.clone();
+        let keep = rng.below(st.pending.len() as u64 + 1) as usize;
+        for op in st.pending.iter().take(keep) {
+            op.apply(&mut ns);
+        }
+        let mut inodes = HashMap::new();
+        for node in ns.values() {
+            if let Node::File(id) = node {
+                if let Some(inode) = st.inodes.get(id) {
+                    let image = crash_image(&inode.durable, &inode.live_bytes(), &mut rng);
+                    inodes.insert(
+                        *id,
+                        Inode {
+                            live: Live::Bytes(image.clone()),
+                            durable: image,
+                        },
+                    );
+                }
+            }
+        }
+        let next = State {
+            live: ns.clone(),
+            durable: ns,
+            pending: Vec::new(),
+            inodes,
+            next_inode: st.next_inode,
+            locks: HashSet::new(),
+            syncs: 0,
+            fail_sync_at: None,
+            space_limit: None,
+        };
+        SimStorage {
+            inner: Arc::new(SimInner { state: Mutex::new(next) }),
+        }
+    }
+
+    /// Makes the `n`-th sync from now (0 = the next one) fail with an I/O
+    /// error; `None` clears it.
+    pub fn fail_sync_after(&self, n: Option<u64>) {
+        let mut st = self.inner.state.lock();
+        st.fail_sync_at = n.map(|n| st.syncs + n);
+    }
+
+    /// Limits the total size of all files; creating or growing past it fails
+    /// with "no space left on device". `None` removes the limit.
+    pub fn set_space_limit(&self, bytes: Option<u64>) {
+        self.inner.state.lock().space_limit = bytes;
+    }
+
+    /// Live bytes of a file, for tests that damage files on purpose.
+    pub fn read(&self, path: impl AsRef<Path>) -> io::Result<Vec<u8>> {
+        self.inner.read_file(path.as_ref(), u64::MAX)
+    }
+
+    /// Replaces a file's live and durable content (creating it if needed), as
+    /// if damage had happened on the medium. Fails while the file is mapped.
+    pub fn overwrite(&self, path: impl AsRef<Path>, data: &[u8]) -> io::Result<()> {
+        let path = path.as_ref();
+        self.inner.write_file(path, data)?;
+        self.inner.sync_file(path)?;
+        if let Some(parent) = path.parent() {
+            self.inner.sync_dir(parent)?;
+        }
+        Ok(())
+    }
+
+    /// Paths of every file and directory, live view.
+    pub fn list_all(&self) -> Vec<PathBuf> {
+        self.inner.state.lock().live.keys().cloned().collect()
+    }
+}
+
+/// One file's content after a power cut.
+fn crash_image(old: &[u8], new: &[u8], rng: &mut Rng) -> Vec<u8> {
+    let len = if old.len() == new.len() || rng.below(2) == 0 {
+        new.len()
+    } else {
+        old.len()
+    };
+    let padded = |img: &[u8]| {
+        let mut v = img.to_vec();
+        v.resize(len, 0);
+        v
+    };
+    let (old, new) = (padded(old), padded(new));
+    let mut out = old.clone();
+    for page in (0..len).step_by(PAGE) {
+        let end = (page + PAGE).min(len);
+        if old[page..end] == new[page..end] {
+            continue;
+        }
+        let choice = rng.below(3);
+        for sector in (page..end).step_by(SECTOR) {
+            let take_new = match choice {
+                0 => false,
+                1 => true,
+                _ => rng.below(2) == 0,
+            };
+            if take_new {
+                let sector_end = (sector + SECTOR).min(end);
+                out[sector..sector_end].copy_from_slice(&new[sector..sector_end]);
+            }
+        }
+    }
+    out
+}
+
+impl State {
+    fn file_id(&self, path: &Path) -> io::Result<u64> {
+        match self.live.get(path) {
+            Some(Node::File(id)) => Ok(*id),
+            Some(Node::Dir) => Err(io::Error::new(io::ErrorKind::InvalidInput, "is a directory")),
+            None => Err(not_found(path)),
+        }
+    }
+
+    fn require_parent(&self, path: &Path) -> io::Result<()> {
+        match path.parent() {
+            Some(p) if self.live.get(p) == Some(&Node::Dir) => Ok(()),
+            _ => Err(not_found(path.parent().unwrap_or(path))),
+        }
+    }
+
+    fn put(&mut self, path: &Path, node: Node) {
+        self.live.insert(path.to_path_buf(), node);
+        self.pending.push(NsOp::Put(path.to_path_buf(), node));
+    }
+
+    fn count_sync(&mut self) -> io::Result<()> {
+        let n = self.syncs;
+        self.syncs += 1;
+        if self.fail_sync_at == Some(n) {
+            return Err(io::Error::other("simulated I/O error during sync"));
+        }
+        Ok(())
+    }
+
+    fn used_space(&self) -> u64 {
+        self.inodes.values().map(|i| i.live_len() as u64).sum()
+    }
+
+    fn check_space(&self, growth: u64) -> io::Result<()> {
+        match self.space_limit {
+            Some(limit) if self.used_space().saturating_add(growth) > limit => {
+                Err(io::Error::from_raw_os_error(libc::ENOSPC))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn new_file(&mut self, path: &Path, data: Vec<u8>) -> io::Result<u64> {
+        self.require_parent(path)?;
+        self.check_space(data.len() as u64)?;
+        let id = self.next_inode;
+        self.next_inode += 1;
+        self.inodes.insert(
+            id,
+            Inode {
+                live: Live::Bytes(data),
+                durable: Vec::new(),
+            },
+        );
+        self.put(path, Node::File(id));
+        Ok(id)
+    }
+}
+
+impl SimInner {
+    pub(crate) fn unlock(&self, path: &Path) {
+        self.state.lock().locks.remove(path);
+    }
+
+    pub(crate) fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        let mut st = self.state.lock();
+        let mut missing = Vec::new();
+        let mut cur = Some(path);
+        while let Some(p) = cur {
+            match st.live.get(p) {
+                Some(Node::Dir) => break,
+                Some(Node::File(_)) => return Err(io::Error::new(io::ErrorKind::AlreadyExists, "a file is in the way")),
+                None => missing.push(p.to_path_buf()),
+            }
+            cur = p.parent();
+        }
+        for p in missing.into_iter().rev() {
+            st.put(&p, Node::Dir);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        let st = self.state.lock();
+        if st.live.get(path) != Some(&Node::Dir) {
+            return Err(not_found(path));
+        }
+        Ok(st
+            .live
+            .keys()
+            .filter(|p| p.parent() == Some(path))
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect())
+    }
+
+    pub(crate) fn exists(&self, path: &Path) -> bool {
+        self.state.lock().live.contains_key(path)
+    }
+
+    pub(crate) fn read_file(&self, path: &Path, max: u64) -> io::Result<Vec<u8>> {
+        let st = self.state.lock();
+        let inode = st.inodes.get(&st.file_id(path)?).ok_or_else(|| not_found(path))?;
+        if inode.live_len() as u64 > max {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "file larger than expected"));
+        }
+        Ok(inode.live_bytes())
+    }
+
+    pub(crate) fn write_file(&self, path: &Path, data: &[u8]) -> io::Result<()> {
+        let mut st = self.state.lock();
+        match st.file_id(path) {
+            Ok(id) => {
+                let old = st.inodes.get(&id).map_or(0, |i| i.live_len()) as u64;
+                st.check_space((data.len() as u64).saturating_sub(old))?;
+                let inode = st.inodes.get_mut(&id).ok_or_else(|| not_found(path))?;
+                if let Live::Mapped(buf) = &inode.live {
+                    if Arc::strong_count(buf) > 1 {
+                        return Err(io::Error::other("simulated file is mapped"));
+                    }
+                }
+                inode.live = Live::Bytes(data.to_vec());
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => st.new_file(path, data.to_vec()).map(|_| ()),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub(crate) fn sync_file(&self, path: &Path) -> io::Result<()> {
+        let mut st = self.state.lock();
+        let id = st.file_id(path)?;
+        st.count_sync()?;
+        let inode = st.inodes.get_mut(&id).ok_or_else(|| not_found(path))?;
+        inode.durable = inode.live_bytes();
+        Ok(())
+    }
+
+    pub(crate) fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        let mut st = self.state.lock();
+        if st.live.get(path) != Some(&Node::Dir) {
+            return Err(not_found(path));
+        }
+        st.count_sync()?;
+        if let Some(last) = st.pending.iter().rposition(|op| op.touches(path)) {
+            let ops: Vec<NsOp> = st.pending.drain(..=last).collect();
+            for op in &ops {
+                op.apply(&mut st.durable);
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut st = self.state.lock();
+        let node = *st.live.get(from).ok_or_else(|| not_found(from))?;
+        st.require_parent(to)?;
+        st.live.remove(from);
+        st.live.insert(to.to_path_buf(), node);
+        st.pending.push(NsOp::Rename(from.to_path_buf(), to.to_path_buf()));
+        Ok(())
+    }
+
+    pub(crate) fn remove_file(&self, path: &Path) -> io::Result<()> {
+        let mut st = self.state.lock();
+        st.file_id(path)?;
+        st.live.remove(path);
+        st.pending.push(NsOp::Remove(path.to_path_buf()));
+        Ok(())
+    }
+
+    pub(crate) fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        let mut st = self.state.lock();
+        if st.live.get(path) != Some(&Node::Dir) {
+            return Err(not_found(path));
+        }
+        if st.live.keys().any(|p| p.parent() == Some(path)) {
+            return Err(io::Error::new(io::ErrorKind::DirectoryNotEmpty, "directory not empty"));
+        }
+        st.live.remove(path);
+        st.pending.push(NsOp::Remove(path.to_path_buf()));
+        Ok(())
+    }
+
+
+    pub(crate) fn create_region(self: &Arc<Self>, path: &Path, len: u64, records_start: usize) -> io::Result<RegionParts> {
+        {
+            let mut st = self.state.lock();
+            if st.live.contains_key(path) {
+                return Err(io::Error::new(io::ErrorKind::AlreadyExists, "file exists"));
+            }
+            let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+            st.new_file(path, vec![0u8; len])?;
+        }
+        self.open_region(path, records_start)
+    }
+
+    pub(crate) fn open_region(self: &Arc<Self>, path: &Path, records_start: usize) -> io::Result<RegionParts> {
+        let mut st = self.state.lock();
+        let id = st.file_id(path)?;
+        let inode = st.inodes.get_mut(&id).ok_or_else(|| not_found(path))?;
+        let buf = match &inode.live {
+            Live::Mapped(buf) => Arc::clone(buf),
+            Live::Bytes(bytes) => {
+                let buf = HeapBuf::new(bytes.clone());
+                inode.live = Live::Mapped(Arc::clone(&buf));
+                buf
+            }
+        };
+        let weak: Weak<SimInner> = Arc::downgrade(self);
+        let hook: SyncHook = Arc::new(move |buf: &HeapBuf, range: Range<usize>| {
+            let Some(inner) = weak.upgrade() else {
+                return Err(io::Error::other("simulated storage dropped"));
+            };
+            let mut st = inner.state.lock();
+            st.count_sync()?;
+            if let Some(inode) = st.inodes.get_mut(&id) {
+                // msync also makes the file's size durable (datasync).
+                inode.durable.resize(buf.len(), 0);
+                let bytes = buf.copy_out(range.clone());
+                if let Some(dst) = inode.durable.get_mut(range.start..range.start + bytes.len()) {
+                    dst.copy_from_slice(&bytes);
+                }
+            }
+            Ok(())
+        });
+        Region::map_heap(buf, records_start, hook)
+    }
+
+    pub(crate) fn lock(self: &Arc<Self>, path: &Path) -> Result<LockGuard> {
+        {
+            let mut st = self.state.lock();
+            if !st.locks.insert(path.to_path_buf()) {
+                return Err(Error::Locked {
+                    path: path.to_path_buf(),
+                    holder_pid: Some(std::process::id()),
+                });
+            }
+        }
+        if !self.exists(path) {
+            self.write_file(path, format!("{}\n", std::process::id()).as_bytes())
+                .map_err(|e| Error::io("write lock file", path, e))?;
+        }
+        Ok(LockGuard::Sim(Arc::clone(self), path.to_path_buf()))
+    }
+}

@@ -1,0 +1,130 @@
+//! The append path: one writer per channel, under a short lock.
+
+use std::ops::RangeInclusive;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::channel::{now_ns, ChannelCore, SegmentSlot};
+use crate::error::{Error, Result};
+use crate::index::IndexEntry;
+use crate::mmap::RecordsToken;
+use crate::options::SyncPolicy;
+use crate::record::{encode_message, frame_len, FRAME_HEADER_LEN};
+use crate::segment::{Segment, SEGMENT_HEADER_LEN};
+
+/// The writer's state; lives under `ChannelCore::writer`.
+pub(crate) struct Writer {
+    /// The segment being appended to and the token to write it; `None` when
+    /// the channel has no segment yet or its last segment is sealed.
+    pub(crate) active: Option<(Arc<Segment>, RecordsToken)>,
+    /// Offset where the next record goes.
+    pub(crate) offset: usize,
+    pub(crate) next_seq: u64,
+    pub(crate) last_timestamp: u64,
+    /// Offset of the last indexed record of the active segment.
+    pub(crate) last_indexed: Option<usize>,
+}
+
+/// Whether a record at `offset` gets an index entry.
+#[inline]
+pub(crate) fn needs_index_entry(last_indexed: Option<usize>, offset: usize, interval: usize) -> bool {
+    last_indexed.is_none_or(|last| offset >= last + interval)
+}
+
+impl Writer {
+    /// The durable-state snapshot a sync needs: active segment, end, next seq
+    /// and last timestamp.
+    pub(crate) fn snapshot(&self) -> Option<(Arc<Segment>, usize, u64, u64)> {
+        self.active
+            .as_ref()
+            .map(|(seg, _)| (Arc::clone(seg), self.offset, self.next_seq, self.last_timestamp))
+    }
+}
+
+impl ChannelCore {
+    pub(crate) fn append<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<RangeInclusive<u64>> {
+        let max = self.env.opts.get_max_payload();
+        if let Some(p) = payloads.iter().find(|p| p.as_ref().len() > max as usize) {
+            return Err(Error::PayloadTooLarge {
+                len: p.as_ref().len(),
+                max,
+            });
+        }
+        if payloads.is_empty() {
+            return Err(Error::invalid_option("payloads", "publish_batch needs at least one payload"));
+        }
+        let range = {
+            let mut w = self.writer.lock();
+            self.check_live()?;
+            let first = w.next_seq;
+            let timestamp = now_ns().max(w.last_timestamp);
+            let interval = self.env.opts.get_index_interval() as usize;
+            for payload in payloads {
+                let payload = payload.as_ref();
+                let len = frame_len(payload.len());
+                let fits = w.active.as_ref().is_some_and(|(seg, _)| w.offset + len <= seg.region.len());
+                if !fits {
+                    self.roll(&mut w)?;
+                }
+                let w = &mut *w;
+                let Some((seg, token)) = w.active.as_mut() else {
+                    return Err(Error::Closed);
+                };
+                let seq = w.next_seq;
+                let header = encode_message(seg.seed, seq, timestamp, payload);
+                let io = |e| Error::io("write record", &seg.path, e);
+                token.write(w.offset, &header).map_err(io)?;
+                token.write(w.offset + FRAME_HEADER_LEN, payload).map_err(io)?;
+                if needs_index_entry(w.last_indexed, w.offset, interval) {
+                    seg.index.push(IndexEntry {
+                        seq,
+                        offset: w.offset,
+                        timestamp,
+                    });
+                    w.last_indexed = Some(w.offset);
+                }
+                w.offset += len;
+                w.next_seq += 1;
+                w.last_timestamp = timestamp;
+                // Publishing per record keeps readers going during a long batch.
+                token.publish(w.offset).map_err(io)?;
+                seg.trust_up_to(w.offset);
+                self.last_timestamp.store(timestamp, Ordering::Release);
+                self.last_seq.store(seq, Ordering::Release);
+            }
+            first..=w.next_seq - 1
+        };
+        if self.env.opts.get_sync_policy() == SyncPolicy::Always {
+            self.sync_through(*range.end())?;
+        }
+        Ok(range)
+    }
+
+    /// Seals the active segment (if any) and starts a new one at `next_seq`.
+    fn roll(&self, w: &mut Writer) -> Result<()> {
+        if let Some((seg, _token)) = w.active.take() {
+            if let Err(e) = seg.seal(w.offset, w.next_seq, w.last_timestamp) {
+                // The segment stays active (unsealed) and the store read-only.
+                w.active = Some((seg, _token));
+                return Err(self.env.fail(e));
+            }
+            self.durable_seq.fetch_max(w.next_seq - 1, Ordering::AcqRel);
+            // Derived data; a failure here only means a rebuild on next open.
+            let _ = seg.write_index_file(&self.env.storage, self.id, w.offset, w.next_seq);
+        }
+        let opts = &self.env.opts;
+        let (seg, token) = Segment::create(
+            &self.env.storage,
+            &self.dir,
+            self.id,
+            w.next_seq,
+            opts.get_segment_size(),
+            opts.get_index_interval() as usize,
+        )?;
+        self.segments.write().push(SegmentSlot::opened(Arc::clone(&seg)));
+        w.active = Some((seg, token));
+        w.offset = SEGMENT_HEADER_LEN;
+        w.last_indexed = None;
+        Ok(())
+    }
+}

@@ -219,13 +219,40 @@ impl SimStorage {
         let next = State {
             live: ns.clone(),
             durable: ns,
-            pending: Vec::new(),
             inodes,
             next_inode: st.next_inode,
-            locks: HashSet::new(),
-            syncs: 0,
-            fail_sync_at: None,
-            space_limit: None,
+            ..State::default()
+        };
+        SimStorage {
+            inner: Arc::new(SimInner { state: Mutex::new(next) }),
+        }
+    }
+
+    /// The file system after the process died but the machine kept running:
+    /// everything written (the live image and every namespace change)
+    /// survives, as the page cache does after SIGKILL.
+    pub fn process_crash(&self) -> SimStorage {
+        let st = self.inner.state.lock();
+        let inodes = st
+            .inodes
+            .iter()
+            .map(|(id, inode)| {
+                let live = inode.live_bytes();
+                (
+                    *id,
+                    Inode {
+                        live: Live::Bytes(live.clone()),
+                        durable: live,
+                    },
+                )
+            })
+            .collect();
+        let next = State {
+            live: st.live.clone(),
+            durable: st.live.clone(),
+            inodes,
+            next_inode: st.next_inode,
+            ..State::default()
         };
         SimStorage {
             inner: Arc::new(SimInner { state: Mutex::new(next) }),

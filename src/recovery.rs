@@ -87,6 +87,14 @@ fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -
 /// Maps a segment and validates its fixed header; in repair mode a damaged
 /// fixed header is rewritten from what the file name and directory say.
 fn open_segment(env: &Env, channel_id: u64, base: u64, path: &Path) -> Result<Opened> {
+    let file_len = env.storage.file_len(path)?;
+    if file_len < (SEGMENT_HEADER_LEN + FRAME_HEADER_LEN) as u64 {
+        return Err(Error::corrupt(
+            path,
+            0,
+            format!("segment file is {file_len} bytes, too short to hold a header and a record; move it aside to open the store without it"),
+        ));
+    }
     let (region, mut header, records) = env.storage.open_region(path, SEGMENT_HEADER_LEN)?;
     let len = region.len() as u64;
     let fixed_bytes = header.read(0, 64).map_err(io_err("read segment header", path))?;

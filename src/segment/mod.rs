@@ -53,6 +53,8 @@ pub(crate) struct Segment {
     pub(crate) seed: u32,
     pub(crate) region: Arc<Region>,
     pub(crate) index: SegmentIndex,
+    /// The index came from an index file, so its offsets are hints to check.
+    index_from_disk: bool,
     /// Records below this offset were validated (written by this process or
     /// checked by a scan); reads above it verify the CRC.
     trusted_end: AtomicUsize,
@@ -130,6 +132,7 @@ impl Segment {
             base,
             seed: segment_seed(channel_id, base),
             index: SegmentIndex::new(base, capacity),
+            index_from_disk: false,
             trusted_end: AtomicUsize::new(SEGMENT_HEADER_LEN),
             seal: OnceLock::new(),
             header: Mutex::new(HeaderState {
@@ -141,9 +144,14 @@ impl Segment {
         }
     }
 
-    /// The same segment with a loaded index in place of the empty one.
+    /// The same segment with an index loaded from its file in place of the
+    /// empty one.
     pub(crate) fn with_index(self, index: SegmentIndex) -> Segment {
-        Segment { index, ..self }
+        Segment {
+            index,
+            index_from_disk: true,
+            ..self
+        }
     }
 
     /// The seal slot, once the segment is sealed.
@@ -224,6 +232,13 @@ impl Segment {
     /// `expected`.
     #[inline]
     pub(crate) fn frame_at(&self, offset: usize, expected: u64) -> Result<Frame> {
+        self.frame_checked(offset, expected, false)
+    }
+
+    /// As `frame_at`; `verify` forces the CRC check even in the validated
+    /// prefix, for offsets that come from an index file rather than from
+    /// walking the records (a validated byte is not a validated boundary).
+    fn frame_checked(&self, offset: usize, expected: u64, verify: bool) -> Result<Frame> {
         let published = self.region.published();
         let bytes = self
             .region
@@ -234,7 +249,7 @@ impl Segment {
             .check_shape(published.saturating_sub(offset), expected, false)
             .map_err(|d| self.corrupt(offset, d))?;
         let next_offset = offset + header.frame_len();
-        if offset >= self.trusted_end.load(Ordering::Acquire) {
+        if verify || offset >= self.trusted_end.load(Ordering::Acquire) {
             let payload = self
                 .region
                 .read_published(offset + FRAME_HEADER_LEN, header.payload_len())
@@ -261,19 +276,21 @@ impl Segment {
     /// offset; the caller knows `seq` is in this segment.
     pub(crate) fn locate(&self, seq: u64) -> Result<(usize, Frame)> {
         if let Some(e) = self.index.floor_seq(seq) {
-            match self.scan_for(e.offset, e.seq, seq) {
+            match self.scan_for(e.offset, e.seq, seq, self.index_from_disk) {
                 // An index entry that does not lead to the record is not
                 // trusted: fall back to a scan from the first record.
                 Err(Error::Corrupt { .. }) => {}
                 found => return found,
             }
         }
-        self.scan_for(SEGMENT_HEADER_LEN, self.base, seq)
+        self.scan_for(SEGMENT_HEADER_LEN, self.base, seq, false)
     }
 
-    fn scan_for(&self, mut offset: usize, mut expected: u64, seq: u64) -> Result<(usize, Frame)> {
+    fn scan_for(&self, mut offset: usize, mut expected: u64, seq: u64, verify_first: bool) -> Result<(usize, Frame)> {
+        let mut verify = verify_first;
         loop {
-            let frame = self.frame_at(offset, expected)?;
+            let frame = self.frame_checked(offset, expected, verify)?;
+            verify = false;
             let (covers, next_offset, next_seq) = match &frame {
                 Frame::Message { header, next_offset } => (header.seq == seq, *next_offset, header.seq + 1),
                 Frame::Hole {
@@ -304,12 +321,22 @@ impl Segment {
 
     /// The first message in this segment with a timestamp `>= ts`, if any.
     pub(crate) fn seq_at_or_after(&self, ts: u64) -> Result<Option<u64>> {
-        let (mut offset, mut expected) = match self.index.floor_before_time(ts) {
-            Some(e) => (e.offset, e.seq),
-            None => (SEGMENT_HEADER_LEN, self.base),
-        };
+        if let Some(e) = self.index.floor_before_time(ts) {
+            match self.scan_time(e.offset, e.seq, ts, self.index_from_disk) {
+                // As in `locate`: a misleading index entry is not trusted.
+                Err(Error::Corrupt { .. }) => {}
+                found => return found,
+            }
+        }
+        self.scan_time(SEGMENT_HEADER_LEN, self.base, ts, false)
+    }
+
+    fn scan_time(&self, mut offset: usize, mut expected: u64, ts: u64, verify_first: bool) -> Result<Option<u64>> {
+        let mut verify = verify_first;
         while offset < self.region.published() {
-            match self.frame_at(offset, expected)? {
+            let frame = self.frame_checked(offset, expected, verify)?;
+            verify = false;
+            match frame {
                 Frame::Message { header, next_offset } => {
                     if header.timestamp >= ts {
                         return Ok(Some(header.seq));

@@ -72,6 +72,10 @@ impl RealStorage {
     }
 
 
+    pub(crate) fn file_len(&self, path: &Path) -> io::Result<u64> {
+        Ok(fs::metadata(path)?.len())
+    }
+
     pub(crate) fn create_region(&self, path: &Path, len: u64, records_start: usize) -> io::Result<RegionParts> {
         let file = OpenOptions::new().read(true).write(true).create_new(true).open(path)?;
         preallocate(&file, len)?;

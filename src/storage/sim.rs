@@ -515,6 +515,12 @@ impl SimInner {
     }
 
 
+    pub(crate) fn file_len(&self, path: &Path) -> io::Result<u64> {
+        let st = self.state.lock();
+        let inode = st.inodes.get(&st.file_id(path)?).ok_or_else(|| not_found(path))?;
+        Ok(inode.live_len() as u64)
+    }
+
     pub(crate) fn create_region(self: &Arc<Self>, path: &Path, len: u64, records_start: usize) -> io::Result<RegionParts> {
         {
             let mut st = self.state.lock();

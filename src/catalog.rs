@@ -110,7 +110,10 @@ impl Catalog {
 
     pub(crate) fn decode(bytes: &[u8], path: &Path) -> Result<Catalog> {
         let bad = |offset: usize, detail: &str| Error::corrupt(path, offset as u64, detail.to_string());
-        let body_len = bytes.len().checked_sub(4).ok_or_else(|| bad(0, "catalog shorter than its checksum"))?;
+        let body_len = bytes
+            .len()
+            .checked_sub(4)
+            .ok_or_else(|| bad(0, "catalog shorter than its checksum"))?;
         let (body, crc) = bytes.split_at(body_len);
         if crc32fast::hash(body).to_le_bytes() != crc {
             return Err(bad(body_len, "catalog checksum mismatch"));
@@ -139,7 +142,10 @@ impl Catalog {
             if validate_name(name).is_err() || id >= next_id || id == 0 || first_seq == 0 {
                 return Err(bad(at, "invalid channel entry"));
             }
-            if channels.insert(name.to_string(), ChannelEntry { id, first_seq }).is_some() {
+            if channels
+                .insert(name.to_string(), ChannelEntry { id, first_seq })
+                .is_some()
+            {
                 return Err(bad(at, "duplicate channel name"));
             }
         }
@@ -180,7 +186,8 @@ mod tests {
             channels: BTreeMap::new(),
         };
         c.channels.insert("orders".into(), ChannelEntry { id: 3, first_seq: 1 });
-        c.channels.insert("ünïcode".into(), ChannelEntry { id: 8, first_seq: 500 });
+        c.channels
+            .insert("ünïcode".into(), ChannelEntry { id: 8, first_seq: 500 });
         c
     }
 

@@ -159,7 +159,9 @@ impl ChannelCore {
         }
         let first = self.first_seq.load(Ordering::Acquire);
         for i in lo..count {
-            let Some((seg, _)) = self.segment_last_timestamp(i)? else { break };
+            let Some((seg, _)) = self.segment_last_timestamp(i)? else {
+                break;
+            };
             if let Some(seq) = seg.seq_at_or_after(ts)? {
                 return Ok(Some(seq.max(first)));
             }

@@ -24,6 +24,9 @@ pub(crate) struct GroupCommit {
 impl ChannelCore {
     /// Returns once every message up to `seq` is durable.
     pub(crate) fn sync_through(&self, seq: u64) -> Result<()> {
+        // A failed store reports its failure to every sync, even one with
+        // nothing left to do.
+        self.env.check_writable()?;
         loop {
             if self.durable_seq.load(Ordering::Acquire) >= seq {
                 return Ok(());

@@ -51,6 +51,15 @@ impl Env {
         }
     }
 
+    /// Makes a failed sync (of a file, directory or mapping) sticky: after
+    /// it, nothing can be known durable until the store is reopened.
+    pub(crate) fn sticky<T>(&self, r: Result<T>) -> Result<T> {
+        match r {
+            Err(e @ Error::Io { op, .. }) if op.starts_with("sync") => Err(self.fail(e)),
+            other => other,
+        }
+    }
+
     pub(crate) fn failure(&self) -> Option<Arc<Error>> {
         self.failure.get().cloned()
     }

@@ -67,7 +67,9 @@ impl SegmentIndex {
         let Some(delta) = e.seq.checked_sub(self.base).and_then(|d| u32::try_from(d).ok()) else {
             return false;
         };
-        let Ok(offset) = u32::try_from(e.offset) else { return false };
+        let Ok(offset) = u32::try_from(e.offset) else {
+            return false;
+        };
         let Some(chunk) = self.chunks.get(n / CHUNK_ENTRIES) else {
             return false;
         };

@@ -245,7 +245,10 @@ impl RecordsToken {
         let r = &self.region;
         r.check(r.records_start, end - r.records_start.min(end), r.records_start..r.len)?;
         if end < r.published.load(Ordering::Relaxed) {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "published length cannot shrink"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "published length cannot shrink",
+            ));
         }
         r.published.store(end, Ordering::Release);
         Ok(())
@@ -293,7 +296,6 @@ impl HeapBuf {
         // SAFETY: `start..end` is inside the allocation; writers hold `lock`.
         unsafe { std::slice::from_raw_parts(self.ptr.add(start), end - start) }.to_vec()
     }
-
 }
 
 impl Drop for HeapBuf {

@@ -156,7 +156,11 @@ impl FrameHeader {
                 self.frame_len()
             ));
         }
-        let seq_ok = if at_least { self.seq >= expected } else { self.seq == expected };
+        let seq_ok = if at_least {
+            self.seq >= expected
+        } else {
+            self.seq == expected
+        };
         if self.seq == 0 || !seq_ok {
             return Err(format!("sequence {} where {expected} was expected", self.seq));
         }
@@ -178,7 +182,9 @@ mod tests {
     use super::*;
 
     fn valid(frame: &[u8], seed: u32, expected: u64) -> bool {
-        let Some(h) = FrameHeader::parse(frame) else { return false };
+        let Some(h) = FrameHeader::parse(frame) else {
+            return false;
+        };
         if h.check_shape(frame.len(), expected, false).is_err() {
             return false;
         }

@@ -20,7 +20,8 @@ use crate::mmap::{HeaderToken, RecordsToken};
 use crate::options::RecoveryMode;
 use crate::record::{encode_hole, FrameHeader, FrameKind, FRAME_HEADER_LEN};
 use crate::segment::{
-    index_file_name, parse_segment_name, segment_file_name, FixedHeader, Segment, Slot, SEGMENT_HEADER_LEN, SLOT_OFFSETS,
+    index_file_name, parse_segment_name, segment_file_name, FixedHeader, Segment, Slot, SEGMENT_HEADER_LEN,
+    SLOT_OFFSETS,
 };
 use crate::writer::{needs_index_entry, Writer};
 
@@ -133,7 +134,9 @@ fn rewrite_fixed_header(header: &mut HeaderToken, channel_id: u64, base: u64, le
         segment_len: len,
         created_ns: 0,
     };
-    header.write(0, &fixed.encode()).map_err(io_err("rewrite segment header", path))?;
+    header
+        .write(0, &fixed.encode())
+        .map_err(io_err("rewrite segment header", path))?;
     header
         .region()
         .sync(0..SEGMENT_HEADER_LEN)
@@ -156,7 +159,14 @@ fn read_slot(header: &HeaderToken, channel_id: u64, base: u64, len: u64) -> Opti
 }
 
 /// Validates the frame at `offset` through the writer's token.
-fn validate_at(seg: &Segment, records: &RecordsToken, offset: usize, expected: u64, limit: usize, at_least: bool) -> std::result::Result<FrameHeader, String> {
+fn validate_at(
+    seg: &Segment,
+    records: &RecordsToken,
+    offset: usize,
+    expected: u64,
+    limit: usize,
+    at_least: bool,
+) -> std::result::Result<FrameHeader, String> {
     let bytes = records
         .read(offset, FRAME_HEADER_LEN)
         .map_err(|_| "record header runs past the end of the file".to_string())?;
@@ -174,7 +184,14 @@ fn validate_at(seg: &Segment, records: &RecordsToken, offset: usize, expected: u
 /// Scans records from the first one. Damage below `durable.durable_end` is
 /// `Corrupt` (strict) or replaced by a hole (repair); the first invalid frame
 /// above it ends the scan.
-fn scan(env: &Env, seg: &Segment, records: &mut RecordsToken, durable: &Slot, limit: usize, report: &mut ChannelRecovery) -> Result<Scan> {
+fn scan(
+    env: &Env,
+    seg: &Segment,
+    records: &mut RecordsToken,
+    durable: &Slot,
+    limit: usize,
+    report: &mut ChannelRecovery,
+) -> Result<Scan> {
     let interval = env.opts.get_index_interval() as usize;
     let repair = env.opts.get_recovery_mode() == RecoveryMode::Repair;
     let durable_end = usize::try_from(durable.durable_end).unwrap_or(usize::MAX);
@@ -230,7 +247,15 @@ fn scan(env: &Env, seg: &Segment, records: &mut RecordsToken, durable: &Slot, li
 
 /// Replaces the damaged span starting at `offset` with a hole frame up to
 /// the next valid record (or the durable end); returns where to resume.
-fn repair_span(seg: &Segment, records: &mut RecordsToken, offset: usize, expected: u64, limit: usize, durable: &Slot, reason: &str) -> Result<(usize, u64)> {
+fn repair_span(
+    seg: &Segment,
+    records: &mut RecordsToken,
+    offset: usize,
+    expected: u64,
+    limit: usize,
+    durable: &Slot,
+    reason: &str,
+) -> Result<(usize, u64)> {
     let durable_end = usize::try_from(durable.durable_end).unwrap_or(usize::MAX);
     let mut resume = None;
     let mut candidate = offset + FRAME_HEADER_LEN;
@@ -255,11 +280,18 @@ fn repair_span(seg: &Segment, records: &mut RecordsToken, offset: usize, expecte
         }
     };
     let span = resume - offset;
-    let hole = encode_hole(seg.seed, expected, resume_seq - 1, span)
-        .ok_or_else(|| Error::corrupt(&seg.path, offset as u64, format!("{reason}; damaged span of {span} bytes cannot hold a hole marker")))?;
+    let hole = encode_hole(seg.seed, expected, resume_seq - 1, span).ok_or_else(|| {
+        Error::corrupt(
+            &seg.path,
+            offset as u64,
+            format!("{reason}; damaged span of {span} bytes cannot hold a hole marker"),
+        )
+    })?;
     let io = io_err("write hole marker", &seg.path);
     records.zero(offset, span).map_err(io)?;
-    records.write(offset, &hole).map_err(io_err("write hole marker", &seg.path))?;
+    records
+        .write(offset, &hole)
+        .map_err(io_err("write hole marker", &seg.path))?;
     Ok((resume, resume_seq))
 }
 
@@ -279,28 +311,49 @@ fn zero_stale_tail(seg: &Segment, records: &mut RecordsToken, from: usize) -> Re
             .map(|b| b.iter().any(|&x| x != 0))
             .map_err(io_err("read segment tail", &seg.path))?;
         if dirty {
-            records.zero(offset, end - offset).map_err(io_err("zero segment tail", &seg.path))?;
+            records
+                .zero(offset, end - offset)
+                .map_err(io_err("zero segment tail", &seg.path))?;
             zeroed_to = Some(end);
         }
         offset = end;
     }
     if let Some(end) = zeroed_to {
-        seg.region.sync(from..end).map_err(io_err("sync segment tail", &seg.path))?;
+        seg.region
+            .sync(from..end)
+            .map_err(io_err("sync segment tail", &seg.path))?;
     }
     Ok(zeroed_to.is_some())
 }
 
 /// Opens a sealed segment (lazily in strict mode): seal slot checked against
 /// the next segment, index loaded or rebuilt.
-pub(crate) fn open_sealed(env: &Env, channel_id: u64, base: u64, path: &Path, next_base: Option<u64>) -> Result<Arc<Segment>> {
+pub(crate) fn open_sealed(
+    env: &Env,
+    channel_id: u64,
+    base: u64,
+    path: &Path,
+    next_base: Option<u64>,
+) -> Result<Arc<Segment>> {
     let mut report = ChannelRecovery::default();
     open_sealed_reporting(env, channel_id, base, path, next_base, &mut report)
 }
 
-fn open_sealed_reporting(env: &Env, channel_id: u64, base: u64, path: &Path, next_base: Option<u64>, report: &mut ChannelRecovery) -> Result<Arc<Segment>> {
+fn open_sealed_reporting(
+    env: &Env,
+    channel_id: u64,
+    base: u64,
+    path: &Path,
+    next_base: Option<u64>,
+    report: &mut ChannelRecovery,
+) -> Result<Arc<Segment>> {
     let Opened { seg, mut records, slot } = open_segment(env, channel_id, base, path)?;
     let Some(seal) = slot.filter(|s| s.sealed) else {
-        return Err(Error::corrupt(path, SLOT_OFFSETS[0] as u64, "segment is followed by another but was never sealed"));
+        return Err(Error::corrupt(
+            path,
+            SLOT_OFFSETS[0] as u64,
+            "segment is followed by another but was never sealed",
+        ));
     };
     if let Some(next) = next_base {
         if seal.next_seq != next {
@@ -313,16 +366,22 @@ fn open_sealed_reporting(env: &Env, channel_id: u64, base: u64, path: &Path, nex
     }
     let end = usize::try_from(seal.durable_end).unwrap_or(usize::MAX);
     let repair = env.opts.get_recovery_mode() == RecoveryMode::Repair;
-    let loaded = if repair { None } else { load_index(env, &seg, channel_id, &seal) };
+    let loaded = if repair {
+        None
+    } else {
+        load_index(env, &seg, channel_id, &seal)
+    };
     match loaded {
-        Some(index) => {
-            finish_sealed(seg.with_index(index), records, end, seal)
-        }
+        Some(index) => finish_sealed(seg.with_index(index), records, end, seal),
         None => {
             let scan = scan(env, &seg, &mut records, &seal, end, report)?;
             if scan.end != end || scan.next_seq != seal.next_seq {
                 let detail = scan.stopped.map_or_else(|| "records end early".to_string(), |(_, r)| r);
-                return Err(Error::corrupt(path, scan.end as u64, format!("sealed segment damaged: {detail}")));
+                return Err(Error::corrupt(
+                    path,
+                    scan.end as u64,
+                    format!("sealed segment damaged: {detail}"),
+                ));
             }
             if !report.lost.is_empty() {
                 seg.region.sync(0..end).map_err(io_err("sync repaired segment", path))?;
@@ -359,8 +418,17 @@ fn load_index(env: &Env, seg: &Segment, channel_id: u64, seal: &Slot) -> Option<
 }
 
 /// Recovers the last segment: scan, cut a torn tail, make the result durable.
-fn recover_active(env: &Env, channel_id: u64, slot: &Arc<SegmentSlot>, report: &mut ChannelRecovery) -> Result<(Arc<Segment>, Option<Writer>)> {
-    let Opened { seg, mut records, slot: found } = open_segment(env, channel_id, slot.base, &slot.path)?;
+fn recover_active(
+    env: &Env,
+    channel_id: u64,
+    slot: &Arc<SegmentSlot>,
+    report: &mut ChannelRecovery,
+) -> Result<(Arc<Segment>, Option<Writer>)> {
+    let Opened {
+        seg,
+        mut records,
+        slot: found,
+    } = open_segment(env, channel_id, slot.base, &slot.path)?;
     if found.is_some_and(|s| s.sealed) {
         drop((seg, records));
         let seg = open_sealed_reporting(env, channel_id, slot.base, &slot.path, None, report)?;
@@ -375,9 +443,13 @@ fn recover_active(env: &Env, channel_id: u64, slot: &Arc<SegmentSlot>, report: &
         }
     }
     if !report.lost.is_empty() {
-        seg.region.sync(0..scanned.end).map_err(io_err("sync repaired segment", &slot.path))?;
+        seg.region
+            .sync(0..scanned.end)
+            .map_err(io_err("sync repaired segment", &slot.path))?;
     }
-    records.publish(scanned.end).map_err(io_err("publish segment", &slot.path))?;
+    records
+        .publish(scanned.end)
+        .map_err(io_err("publish segment", &slot.path))?;
     seg.trust_up_to(scanned.end);
     let seg = Arc::new(seg);
     if scanned.end as u64 > durable.durable_end {
@@ -398,7 +470,13 @@ fn recover_active(env: &Env, channel_id: u64, slot: &Arc<SegmentSlot>, report: &
 
 /// Opens one channel directory: cleans leftovers, drops segments wholly
 /// below `first_seq`, recovers the last segment.
-pub(crate) fn recover_channel(env: &Env, dir: &Path, name: &str, channel_id: u64, first_seq: u64) -> Result<RecoveredChannel> {
+pub(crate) fn recover_channel(
+    env: &Env,
+    dir: &Path,
+    name: &str,
+    channel_id: u64,
+    first_seq: u64,
+) -> Result<RecoveredChannel> {
     let storage = &env.storage;
     let mut report = ChannelRecovery {
         name: name.to_string(),

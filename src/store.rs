@@ -124,7 +124,7 @@ impl Store {
         let live: Vec<u64> = catalog.channels.values().map(|e| e.id).collect();
         let mut removed = false;
         for name in storage.list_dir(&chans)? {
-            let orphan = name.parse::<u64>().map_or(false, |id| !live.contains(&id));
+            let orphan = name.parse::<u64>().is_ok_and(|id| !live.contains(&id));
             if orphan {
                 remove_channel_dir(&storage, &chans.join(&name))?;
                 removed = true;
@@ -173,15 +173,27 @@ impl Store {
         if let Some(core) = self.shared.channels.read().get(name) {
             return Ok(Channel { core: Arc::clone(core) });
         }
-        let id = catalog.next_id;
-        let mut next = catalog.clone();
-        next.next_id += 1;
-        next.channels.insert(name.to_string(), ChannelEntry { id, first_seq: 1 });
-        next.save(&env.storage, &env.root)?;
-        *catalog = next;
+        // The name may already be in the catalog if an earlier call saved it
+        // and then failed to create the directory.
+        let id = match catalog.channels.get(name) {
+            Some(entry) => entry.id,
+            None => {
+                let id = catalog.next_id;
+                let mut next = catalog.clone();
+                next.next_id += 1;
+                next.channels
+                    .insert(name.to_string(), ChannelEntry { id, first_seq: 1 });
+                env.sticky(next.save(&env.storage, &env.root))?;
+                *catalog = next;
+                id
+            }
+        };
         let dir = channel_dir(&env.root, id);
-        env.storage.create_dir_all(&dir)?;
-        env.storage.sync_dir(&channels_dir(&env.root))?;
+        env.sticky(
+            env.storage
+                .create_dir_all(&dir)
+                .and_then(|()| env.storage.sync_dir(&channels_dir(&env.root))),
+        )?;
         let rec = RecoveredChannel {
             segments: Vec::new(),
             writer: Writer {
@@ -230,7 +242,7 @@ impl Store {
         }
         let mut next = catalog.clone();
         next.channels.remove(name);
-        next.save(&env.storage, &env.root)?;
+        env.sticky(next.save(&env.storage, &env.root))?;
         *catalog = next;
         let core = self.shared.channels.write().remove(name);
         if let Some(core) = core {
@@ -238,8 +250,12 @@ impl Store {
             let _writer = core.writer.lock();
             core.deleted.store(true, Ordering::Release);
             drop(_writer);
-            remove_channel_dir(&env.storage, &core.dir)?;
-            env.storage.sync_dir(&channels_dir(&env.root))?;
+            // Already deleted for good (the catalog says so); leftovers of a
+            // failure here are removed at the next open.
+            env.sticky(
+                remove_channel_dir(&env.storage, &core.dir)
+                    .and_then(|()| env.storage.sync_dir(&channels_dir(&env.root))),
+            )?;
         }
         Ok(())
     }

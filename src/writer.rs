@@ -51,7 +51,10 @@ impl ChannelCore {
             });
         }
         if payloads.is_empty() {
-            return Err(Error::invalid_option("payloads", "publish_batch needs at least one payload"));
+            return Err(Error::invalid_option(
+                "payloads",
+                "publish_batch needs at least one payload",
+            ));
         }
         let range = {
             let mut w = self.writer.lock();
@@ -62,7 +65,10 @@ impl ChannelCore {
             for payload in payloads {
                 let payload = payload.as_ref();
                 let len = frame_len(payload.len());
-                let fits = w.active.as_ref().is_some_and(|(seg, _)| w.offset + len <= seg.region.len());
+                let fits = w
+                    .active
+                    .as_ref()
+                    .is_some_and(|(seg, _)| w.offset + len <= seg.region.len());
                 if !fits {
                     self.roll(&mut w)?;
                 }
@@ -113,14 +119,14 @@ impl ChannelCore {
             let _ = seg.write_index_file(&self.env.storage, self.id, w.offset, w.next_seq);
         }
         let opts = &self.env.opts;
-        let (seg, token) = Segment::create(
+        let (seg, token) = self.env.sticky(Segment::create(
             &self.env.storage,
             &self.dir,
             self.id,
             w.next_seq,
             opts.get_segment_size(),
             opts.get_index_interval() as usize,
-        )?;
+        ))?;
         self.segments.write().push(SegmentSlot::opened(Arc::clone(&seg)));
         w.active = Some((seg, token));
         w.offset = SEGMENT_HEADER_LEN;

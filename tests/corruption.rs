@@ -33,7 +33,9 @@ fn build(dir: &Path) {
 
 /// Offset of the frame of `seq` in a segment whose first seq is `base`.
 fn frame_offset(base: u64, seq: u64) -> usize {
-    (base..seq).fold(spool::SEGMENT_HEADER_LEN, |off, s| off + ((24 + payload(2, s).len() + 7) & !7))
+    (base..seq).fold(spool::SEGMENT_HEADER_LEN, |off, s| {
+        off + ((24 + payload(2, s).len() + 7) & !7)
+    })
 }
 
 fn base_of(p: &Path) -> u64 {
@@ -82,9 +84,14 @@ fn flipped_bit_in_sealed_segment_is_corrupt_then_repaired() {
         assert_eq!(&lost[0].path, victim);
         assert_eq!(lost[0].offset, off as u64);
         let ch = store.channel("c").unwrap();
-        assert!(matches!(ch.get(damaged_seq), Err(Error::Lost { first_lost, last_lost, .. })
-            if first_lost == damaged_seq && last_lost == damaged_seq));
-        assert_eq!(ch.get(damaged_seq + 1).unwrap().payload(), payload(2, damaged_seq + 1).as_slice());
+        assert!(
+            matches!(ch.get(damaged_seq), Err(Error::Lost { first_lost, last_lost, .. })
+            if first_lost == damaged_seq && last_lost == damaged_seq)
+        );
+        assert_eq!(
+            ch.get(damaged_seq + 1).unwrap().payload(),
+            payload(2, damaged_seq + 1).as_slice()
+        );
         let results: Vec<_> = ch.read_from(1).unwrap().collect();
         assert_eq!(results.len() as u64, N);
         assert_eq!(results.iter().filter(|r| r.is_err()).count(), 1);
@@ -174,7 +181,11 @@ fn zero_byte_and_header_only_segments() {
         let bytes = fs::read(victim).unwrap();
         fs::write(victim, &bytes[..keep]).unwrap();
         match Store::open(dir.path(), small(8192)) {
-            Err(Error::Corrupt { path, offset: 0, detail }) => {
+            Err(Error::Corrupt {
+                path,
+                offset: 0,
+                detail,
+            }) => {
                 assert_eq!(&path, victim);
                 assert!(detail.contains("too short"), "{detail}");
             }
@@ -191,7 +202,11 @@ fn missing_middle_segment_is_detected() {
     fs::remove_file(&segs[4]).unwrap();
     let store = Store::open(dir.path(), small(8192)).unwrap();
     let ch = store.channel("c").unwrap();
-    let err = ch.read_from(1).unwrap().find_map(|m| m.err()).expect("a gap must be reported");
+    let err = ch
+        .read_from(1)
+        .unwrap()
+        .find_map(|m| m.err())
+        .expect("a gap must be reported");
     assert!(matches!(err, Error::Corrupt { .. }), "{err}");
     assert!(err.to_string().contains("missing"), "{err}");
 }

@@ -44,7 +44,11 @@ fn verify_reads(dir: &Path, stamps: &[u64]) {
         let want = stamps.iter().position(|t| t >= ts).unwrap() as u64 + 1;
         assert_eq!(ch.seq_at_or_after(*ts).unwrap(), Some(want), "time of seq {}", i + 1);
     }
-    let count = ch.read_from(1).unwrap().map(|m| m.unwrap()).count() as u64;
+    let mut count = 0;
+    for m in ch.read_from(1).unwrap() {
+        count += 1;
+        assert_eq!(m.unwrap().seq(), count);
+    }
     assert_eq!(count, N);
 }
 
@@ -88,7 +92,11 @@ fn corrupt_index_files() {
 fn truncated_and_empty_index_files() {
     damage_each(|p, b| {
         let name = p.file_name().unwrap().to_string_lossy().into_owned();
-        Some(if name.contains('3') { Vec::new() } else { b[..b.len() - 5].to_vec() })
+        Some(if name.contains('3') {
+            Vec::new()
+        } else {
+            b[..b.len() - 5].to_vec()
+        })
     });
 }
 

@@ -26,7 +26,10 @@ fn check_and_adopt(store: &spool::Store, models: &mut [Model], context: &str) {
             got.len(),
             model.durable
         );
-        assert!(got.len() <= model.written.len(), "{context}: {name} has messages never written");
+        assert!(
+            got.len() <= model.written.len(),
+            "{context}: {name} has messages never written"
+        );
         for (i, (seq, p)) in got.iter().enumerate() {
             assert_eq!(*seq, i as u64 + 1, "{context}: {name} has a hole");
             assert_eq!(p, &model.written[i], "{context}: {name} seq {seq} differs");
@@ -106,6 +109,10 @@ fn random_workloads_survive_power_loss() {
 fn power_loss_with_sync_always() {
     let base = seed();
     for i in 0..10 {
-        run(base.wrapping_add(1000 + i), 120, small(16 << 10).sync_policy(SyncPolicy::Always));
+        run(
+            base.wrapping_add(1000 + i),
+            120,
+            small(16 << 10).sync_policy(SyncPolicy::Always),
+        );
     }
 }

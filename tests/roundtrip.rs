@@ -72,13 +72,21 @@ fn out_of_range_reads() {
     let store = Store::open(dir.path(), small(64 << 10)).unwrap();
     let ch = store.channel("r").unwrap();
     match ch.get(1) {
-        Err(Error::OutOfRange { requested: 1, first: 1, last: 0 }) => {}
+        Err(Error::OutOfRange {
+            requested: 1,
+            first: 1,
+            last: 0,
+        }) => {}
         other => panic!("{other:?}"),
     }
     ch.publish_batch(&[b"a", b"b", b"c"]).unwrap();
     for bad in [0, 4, u64::MAX] {
         match ch.get(bad) {
-            Err(Error::OutOfRange { requested, first: 1, last: 3 }) => assert_eq!(requested, bad),
+            Err(Error::OutOfRange {
+                requested,
+                first: 1,
+                last: 3,
+            }) => assert_eq!(requested, bad),
             other => panic!("{bad}: {other:?}"),
         }
     }
@@ -102,7 +110,10 @@ fn invalid_names() {
     let max = "x".repeat(255);
     assert_eq!(store.channel(&max).unwrap().name(), max);
     assert!(store.channel("../escape/attempt").is_ok(), "names are not paths");
-    assert!(matches!(store.open_channel("missing"), Err(Error::NoSuchChannel { .. })));
+    assert!(matches!(
+        store.open_channel("missing"),
+        Err(Error::NoSuchChannel { .. })
+    ));
 }
 
 #[test]

@@ -57,7 +57,9 @@ impl FixedHeader {
         }
         let version = u16::from_le_bytes([fixed[8], fixed[9]]);
         if version != SEGMENT_VERSION {
-            return Err(format!("segment format version {version} is not supported (this build reads {SEGMENT_VERSION})"));
+            return Err(format!(
+                "segment format version {version} is not supported (this build reads {SEGMENT_VERSION})"
+            ));
         }
         let header_len = u16::from_le_bytes([fixed[10], fixed[11]]);
         if usize::from(header_len) != SEGMENT_HEADER_LEN {
@@ -130,7 +132,11 @@ impl Slot {
     /// The better of two slots: further along, sealed over unsealed.
     pub(crate) fn newest(a: Option<Slot>, b: Option<Slot>) -> Option<Slot> {
         match (a, b) {
-            (Some(x), Some(y)) => Some(if (y.durable_end, y.sealed) > (x.durable_end, x.sealed) { y } else { x }),
+            (Some(x), Some(y)) => Some(if (y.durable_end, y.sealed) > (x.durable_end, x.sealed) {
+                y
+            } else {
+                x
+            }),
             (x, None) => x,
             (None, y) => y,
         }

@@ -15,7 +15,7 @@ pub(crate) use header::{FixedHeader, Slot, SLOT_OFFSETS};
 use crate::error::{Error, Result};
 use crate::index::SegmentIndex;
 use crate::message::Message;
-use crate::mmap::{HeaderToken, Region, RecordsToken};
+use crate::mmap::{HeaderToken, RecordsToken, Region};
 use crate::record::{segment_seed, FrameHeader, FrameKind, FRAME_HEADER_LEN};
 use crate::storage::Storage;
 
@@ -356,7 +356,13 @@ impl Segment {
     /// Writes the index file describing records below `covered_end`. The
     /// index is derived data, so it is not synced: a torn or missing index
     /// is detected and rebuilt.
-    pub(crate) fn write_index_file(&self, storage: &Storage, channel_id: u64, covered_end: usize, next_seq: u64) -> Result<()> {
+    pub(crate) fn write_index_file(
+        &self,
+        storage: &Storage,
+        channel_id: u64,
+        covered_end: usize,
+        next_seq: u64,
+    ) -> Result<()> {
         let path = self.path.with_file_name(index_file_name(self.base));
         storage.write_file(&path, &self.index.encode_file(channel_id, covered_end, next_seq))
     }

@@ -104,7 +104,6 @@ impl Storage {
         }
     }
 
-
     /// Length of a file in bytes.
     pub(crate) fn file_len(&self, path: &Path) -> Result<u64> {
         dispatch!(self, s => s.file_len(path)).map_err(|e| Error::io("stat", path, e))
@@ -112,7 +111,8 @@ impl Storage {
 
     /// Creates a new file of `len` bytes with its blocks reserved, mapped.
     pub(crate) fn create_region(&self, path: &Path, len: u64, records_start: usize) -> Result<RegionParts> {
-        dispatch!(self, s => s.create_region(path, len, records_start)).map_err(|e| Error::io("create segment", path, e))
+        dispatch!(self, s => s.create_region(path, len, records_start))
+            .map_err(|e| Error::io("create segment", path, e))
     }
 
     /// Maps an existing file over its whole length.

@@ -71,7 +71,6 @@ impl RealStorage {
         fs::remove_dir(path)
     }
 
-
     pub(crate) fn file_len(&self, path: &Path) -> io::Result<u64> {
         Ok(fs::metadata(path)?.len())
     }

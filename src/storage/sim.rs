@@ -224,7 +224,9 @@ impl SimStorage {
             ..State::default()
         };
         SimStorage {
-            inner: Arc::new(SimInner { state: Mutex::new(next) }),
+            inner: Arc::new(SimInner {
+                state: Mutex::new(next),
+            }),
         }
     }
 
@@ -255,7 +257,9 @@ impl SimStorage {
             ..State::default()
         };
         SimStorage {
-            inner: Arc::new(SimInner { state: Mutex::new(next) }),
+            inner: Arc::new(SimInner {
+                state: Mutex::new(next),
+            }),
         }
     }
 
@@ -402,7 +406,9 @@ impl SimInner {
         while let Some(p) = cur {
             match st.live.get(p) {
                 Some(Node::Dir) => break,
-                Some(Node::File(_)) => return Err(io::Error::new(io::ErrorKind::AlreadyExists, "a file is in the way")),
+                Some(Node::File(_)) => {
+                    return Err(io::Error::new(io::ErrorKind::AlreadyExists, "a file is in the way"))
+                }
                 None => missing.push(p.to_path_buf()),
             }
             cur = p.parent();
@@ -514,14 +520,18 @@ impl SimInner {
         Ok(())
     }
 
-
     pub(crate) fn file_len(&self, path: &Path) -> io::Result<u64> {
         let st = self.state.lock();
         let inode = st.inodes.get(&st.file_id(path)?).ok_or_else(|| not_found(path))?;
         Ok(inode.live_len() as u64)
     }
 
-    pub(crate) fn create_region(self: &Arc<Self>, path: &Path, len: u64, records_start: usize) -> io::Result<RegionParts> {
+    pub(crate) fn create_region(
+        self: &Arc<Self>,
+        path: &Path,
+        len: u64,
+        records_start: usize,
+    ) -> io::Result<RegionParts> {
         {
             let mut st = self.state.lock();
             if st.live.contains_key(path) {

@@ -50,7 +50,8 @@ pub enum RecoveryMode {
 pub struct Options {
     segment_size: u64,
     index_interval: u32,
-    max_payload: u32,
+    /// `None`: the default, capped to what one segment holds.
+    max_payload: Option<u32>,
     sync: SyncPolicy,
     recovery: RecoveryMode,
     storage: Storage,
@@ -69,12 +70,12 @@ pub const MIN_SEGMENT_SIZE: u64 = 4096;
 
 impl Default for Options {
     /// Defaults: 64 MiB segments, an index entry every 4 KiB, payloads up to
-    /// 1 MiB, `SyncPolicy::Interval(1 s)`, `RecoveryMode::Strict`, real files.
+    /// 1 MiB (capped to what a segment holds), `SyncPolicy::Interval(1 s)`, `RecoveryMode::Strict`, real files.
     fn default() -> Self {
         Options {
             segment_size: DEFAULT_SEGMENT_SIZE,
             index_interval: DEFAULT_INDEX_INTERVAL,
-            max_payload: DEFAULT_MAX_PAYLOAD,
+            max_payload: None,
             sync: SyncPolicy::Interval(Duration::from_secs(1)),
             recovery: RecoveryMode::Strict,
             storage: Storage::Real(RealStorage),
@@ -111,9 +112,10 @@ impl Options {
         self
     }
 
-    /// Largest accepted payload in bytes.
+    /// Largest accepted payload in bytes. Default: 1 MiB, or less when the
+    /// segment size cannot hold a 1 MiB message.
     pub fn max_payload(mut self, bytes: u32) -> Self {
-        self.max_payload = bytes;
+        self.max_payload = Some(bytes);
         self
     }
 
@@ -147,9 +149,12 @@ impl Options {
         self.index_interval
     }
 
-    /// The configured maximum payload.
+    /// The maximum payload in effect.
     pub fn get_max_payload(&self) -> u32 {
-        self.max_payload
+        self.max_payload.unwrap_or_else(|| {
+            let room = self.segment_size.saturating_sub((SEGMENT_HEADER_LEN + FRAME_HEADER_LEN) as u64);
+            u32::try_from(room).unwrap_or(u32::MAX).min(DEFAULT_MAX_PAYLOAD)
+        })
     }
 
     /// The configured sync policy.
@@ -184,12 +189,13 @@ impl Options {
             ));
         }
         let room = self.segment_size - SEGMENT_HEADER_LEN as u64 - FRAME_HEADER_LEN as u64;
-        if u64::from(self.max_payload) > room || self.max_payload > crate::record::MAX_LEN {
+        let max_payload = self.get_max_payload();
+        if u64::from(max_payload) > room || max_payload > crate::record::MAX_LEN {
             return Err(Error::invalid_option(
                 "max_payload",
                 format!(
                     "{} bytes does not fit in a segment of {} bytes (at most {} with this segment size)",
-                    self.max_payload,
+                    max_payload,
                     self.segment_size,
                     room.min(u64::from(crate::record::MAX_LEN))
                 ),

@@ -72,6 +72,17 @@ impl std::fmt::Debug for Segment {
     }
 }
 
+/// When a frame read checks its CRC.
+#[derive(Clone, Copy)]
+enum Crc {
+    /// Outside the validated prefix.
+    Auto,
+    /// Always.
+    Force,
+    /// Never (shape checks only): for frames walked over, not returned.
+    Skip,
+}
+
 /// One frame read from a segment.
 pub(crate) enum Frame {
     Message { header: FrameHeader, next_offset: usize },
@@ -232,13 +243,11 @@ impl Segment {
     /// `expected`.
     #[inline]
     pub(crate) fn frame_at(&self, offset: usize, expected: u64) -> Result<Frame> {
-        self.frame_checked(offset, expected, false)
+        self.frame_checked(offset, expected, Crc::Auto)
     }
 
-    /// As `frame_at`; `verify` forces the CRC check even in the validated
-    /// prefix, for offsets that come from an index file rather than from
-    /// walking the records (a validated byte is not a validated boundary).
-    fn frame_checked(&self, offset: usize, expected: u64, verify: bool) -> Result<Frame> {
+    /// As `frame_at`, choosing when the CRC is checked.
+    fn frame_checked(&self, offset: usize, expected: u64, crc: Crc) -> Result<Frame> {
         let published = self.region.published();
         let bytes = self
             .region
@@ -249,7 +258,12 @@ impl Segment {
             .check_shape(published.saturating_sub(offset), expected, false)
             .map_err(|d| self.corrupt(offset, d))?;
         let next_offset = offset + header.frame_len();
-        if verify || offset >= self.trusted_end.load(Ordering::Acquire) {
+        let check = match crc {
+            Crc::Force => true,
+            Crc::Skip => false,
+            Crc::Auto => offset >= self.trusted_end.load(Ordering::Acquire),
+        };
+        if check {
             let payload = self
                 .region
                 .read_published(offset + FRAME_HEADER_LEN, header.payload_len())
@@ -286,11 +300,13 @@ impl Segment {
         self.scan_for(SEGMENT_HEADER_LEN, self.base, seq, false)
     }
 
-    fn scan_for(&self, mut offset: usize, mut expected: u64, seq: u64, verify_first: bool) -> Result<(usize, Frame)> {
-        let mut verify = verify_first;
+    /// Walks from `offset` to the frame covering `seq`. Frames passed over
+    /// are checked for shape only; the one returned also by CRC. `from_file`
+    /// marks a walk that started at an index-file hint: its target is always
+    /// CRC-checked, since a validated byte is not a validated boundary.
+    fn scan_for(&self, mut offset: usize, mut expected: u64, seq: u64, from_file: bool) -> Result<(usize, Frame)> {
         loop {
-            let frame = self.frame_checked(offset, expected, verify)?;
-            verify = false;
+            let frame = self.frame_checked(offset, expected, Crc::Skip)?;
             let (covers, next_offset, next_seq) = match &frame {
                 Frame::Message { header, next_offset } => (header.seq == seq, *next_offset, header.seq + 1),
                 Frame::Hole {
@@ -300,7 +316,8 @@ impl Segment {
                 } => ((*first..=*last).contains(&seq), *next_offset, last + 1),
             };
             if covers {
-                return Ok((offset, frame));
+                let crc = if from_file { Crc::Force } else { Crc::Auto };
+                return Ok((offset, self.frame_checked(offset, expected, crc)?));
             }
             offset = next_offset;
             expected = next_seq;
@@ -331,14 +348,14 @@ impl Segment {
         self.scan_time(SEGMENT_HEADER_LEN, self.base, ts, false)
     }
 
-    fn scan_time(&self, mut offset: usize, mut expected: u64, ts: u64, verify_first: bool) -> Result<Option<u64>> {
-        let mut verify = verify_first;
+    fn scan_time(&self, mut offset: usize, mut expected: u64, ts: u64, from_file: bool) -> Result<Option<u64>> {
         while offset < self.region.published() {
-            let frame = self.frame_checked(offset, expected, verify)?;
-            verify = false;
-            match frame {
+            match self.frame_checked(offset, expected, Crc::Skip)? {
                 Frame::Message { header, next_offset } => {
                     if header.timestamp >= ts {
+                        // The timestamp decided the answer: check it is real.
+                        let crc = if from_file { Crc::Force } else { Crc::Auto };
+                        self.frame_checked(offset, expected, crc)?;
                         return Ok(Some(header.seq));
                     }
                     offset = next_offset;

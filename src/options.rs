@@ -152,7 +152,9 @@ impl Options {
     /// The maximum payload in effect.
     pub fn get_max_payload(&self) -> u32 {
         self.max_payload.unwrap_or_else(|| {
-            let room = self.segment_size.saturating_sub((SEGMENT_HEADER_LEN + FRAME_HEADER_LEN) as u64);
+            let room = self
+                .segment_size
+                .saturating_sub((SEGMENT_HEADER_LEN + FRAME_HEADER_LEN) as u64);
             u32::try_from(room).unwrap_or(u32::MAX).min(DEFAULT_MAX_PAYLOAD)
         })
     }

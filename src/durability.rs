@@ -11,6 +11,7 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::channel::ChannelCore;
 use crate::error::{Error, Result};
+use crate::index::Coverage;
 use crate::store::StoreShared;
 
 /// One sync at a time per channel; callers that arrive while it runs wait
@@ -66,10 +67,15 @@ impl ChannelCore {
     pub(crate) fn sync_for_close(&self) -> Result<()> {
         self.sync_through(self.last_seq.load(Ordering::Acquire))?;
         let active = self.writer.lock().snapshot();
-        if let Some((seg, end, next_seq, _)) = active {
+        if let Some((seg, end, next_seq, last_timestamp)) = active {
             seg.sync_header().map_err(|e| self.env.fail(e))?;
-            // Derived; written so the next open finds a current index.
-            let _ = seg.write_index_file(&self.env.storage, self.id, end, next_seq);
+            // Derived; written so the next open scans only what follows it.
+            let cov = Coverage {
+                end,
+                next_seq,
+                last_timestamp,
+            };
+            let _ = seg.write_index_file(&self.env.storage, self.id, cov);
         }
         Ok(())
     }

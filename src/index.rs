@@ -54,6 +54,11 @@ impl SegmentIndex {
         segment_len / interval.max(1) + 2
     }
 
+    /// How many entries it can hold.
+    pub(crate) fn capacity(&self) -> usize {
+        self.chunks.len() * CHUNK_ENTRIES
+    }
+
     /// Number of entries (Acquire: entries below it are fully written).
     pub(crate) fn len(&self) -> usize {
         self.len.load(Ordering::Acquire)
@@ -133,9 +138,8 @@ impl SegmentIndex {
         n.checked_sub(1).and_then(|i| self.get(i))
     }
 
-    /// Encodes the index file for a segment whose records end at
-    /// `covered_end`, with `next_seq` following the last record.
-    pub(crate) fn encode_file(&self, channel_id: u64, covered_end: usize, next_seq: u64) -> Vec<u8> {
+    /// Encodes the index file for the records `cov` describes.
+    pub(crate) fn encode_file(&self, channel_id: u64, cov: Coverage) -> Vec<u8> {
         let n = self.len();
         let mut out = Vec::with_capacity(IDX_HEADER_LEN + n * IDX_ENTRY_LEN);
         out.extend_from_slice(IDX_MAGIC);
@@ -144,9 +148,10 @@ impl SegmentIndex {
         out.extend_from_slice(&0u32.to_le_bytes());
         out.extend_from_slice(&channel_id.to_le_bytes());
         out.extend_from_slice(&self.base.to_le_bytes());
-        out.extend_from_slice(&(covered_end as u64).to_le_bytes());
-        out.extend_from_slice(&next_seq.to_le_bytes());
-        out.extend_from_slice(&(n as u64).to_le_bytes());
+        out.extend_from_slice(&(cov.end as u64).to_le_bytes());
+        out.extend_from_slice(&cov.next_seq.to_le_bytes());
+        out.extend_from_slice(&cov.last_timestamp.to_le_bytes());
+        out.extend_from_slice(&(n as u32).to_le_bytes());
         out.resize(IDX_HEADER_LEN, 0);
         for e in (0..n).filter_map(|i| self.get(i)) {
             out.extend_from_slice(&((e.seq - self.base) as u32).to_le_bytes());
@@ -157,6 +162,15 @@ impl SegmentIndex {
         out[60..64].copy_from_slice(&crc.to_le_bytes());
         out
     }
+}
+
+/// The records an index file describes: they end at `end`, where `next_seq`
+/// would be, and the last of them has `last_timestamp`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Coverage {
+    pub end: usize,
+    pub next_seq: u64,
+    pub last_timestamp: u64,
 }
 
 fn idx_crc(file: &[u8]) -> u32 {
@@ -179,13 +193,14 @@ pub(crate) struct IndexExpectation {
     pub channel_id: u64,
     pub base: u64,
     pub records_start: usize,
-    pub covered_end: usize,
-    pub next_seq: u64,
+    pub segment_len: usize,
     pub capacity: usize,
+    /// For a sealed segment: the end and next seq of its seal.
+    pub sealed_at: Option<(usize, u64)>,
 }
 
 /// Decodes and validates an index file; `Err` says why it must be rebuilt.
-pub(crate) fn decode_file(bytes: &[u8], want: &IndexExpectation) -> Result<SegmentIndex, String> {
+pub(crate) fn decode_file(bytes: &[u8], want: &IndexExpectation) -> Result<(SegmentIndex, Coverage), String> {
     if bytes.get(..8) != Some(IDX_MAGIC.as_slice()) {
         return Err("bad magic".into());
     }
@@ -197,10 +212,18 @@ pub(crate) fn decode_file(bytes: &[u8], want: &IndexExpectation) -> Result<Segme
     if field(16)? != want.channel_id || field(24)? != want.base {
         return Err("belongs to another segment".into());
     }
-    if field(32)? != want.covered_end as u64 || field(40)? != want.next_seq {
+    let cov = Coverage {
+        end: usize::try_from(field(32)?).map_err(|_| "covered end out of range".to_string())?,
+        next_seq: field(40)?,
+        last_timestamp: field(48)?,
+    };
+    if cov.end < want.records_start || cov.end > want.segment_len || cov.next_seq < want.base {
+        return Err("covered range outside the segment".into());
+    }
+    if want.sealed_at.is_some_and(|sealed| sealed != (cov.end, cov.next_seq)) {
         return Err("stale: does not cover the segment's records".into());
     }
-    let count = field(48)?;
+    let count = u64::from(u32_at(bytes, 56).ok_or("truncated header")?);
     if count > want.capacity as u64 || bytes.len() as u64 != IDX_HEADER_LEN as u64 + count * IDX_ENTRY_LEN as u64 {
         return Err("entry count does not match the file length".into());
     }
@@ -216,7 +239,11 @@ pub(crate) fn decode_file(bytes: &[u8], want: &IndexExpectation) -> Result<Segme
             timestamp: u64_at(chunk, 8).unwrap_or(0),
         };
         let ordered = prev.is_none_or(|p| e.seq > p.seq && e.offset > p.offset && e.timestamp >= p.timestamp);
-        if !ordered || e.offset < want.records_start || e.offset >= want.covered_end || e.seq >= want.next_seq {
+        let inside = e.offset >= want.records_start
+            && e.offset < cov.end
+            && e.seq < cov.next_seq
+            && e.timestamp <= cov.last_timestamp;
+        if !ordered || !inside {
             return Err(format!("entry for seq {} is out of order or out of bounds", e.seq));
         }
         if !index.push(e) {
@@ -224,7 +251,7 @@ pub(crate) fn decode_file(bytes: &[u8], want: &IndexExpectation) -> Result<Segme
         }
         prev = Some(e);
     }
-    Ok(index)
+    Ok((index, cov))
 }
 
 #[cfg(test)]
@@ -243,14 +270,20 @@ mod tests {
         idx
     }
 
+    const COV: Coverage = Coverage {
+        end: 128 + 2000 * 4096,
+        next_seq: 100 + 2000 * 10,
+        last_timestamp: 1000 + 1999 * 5,
+    };
+
     fn expectation() -> IndexExpectation {
         IndexExpectation {
             channel_id: 7,
             base: 100,
             records_start: 128,
-            covered_end: 128 + 2000 * 4096,
-            next_seq: 100 + 2000 * 10,
+            segment_len: 1 << 30,
             capacity: 4096,
+            sealed_at: Some((COV.end, COV.next_seq)),
         }
     }
 
@@ -272,10 +305,19 @@ mod tests {
     fn file_round_trip_and_rejections() {
         let idx = sample(2000);
         let want = expectation();
-        let file = idx.encode_file(7, want.covered_end, want.next_seq);
-        let back = decode_file(&file, &want).expect("valid file");
+        let file = idx.encode_file(7, COV);
+        let (back, cov) = decode_file(&file, &want).expect("valid file");
+        assert_eq!(cov, COV);
         assert_eq!(back.len(), 2000);
         assert_eq!(back.get(1234), idx.get(1234));
+        let unsealed = IndexExpectation {
+            sealed_at: None,
+            ..expectation()
+        };
+        assert!(
+            decode_file(&file, &unsealed).is_ok(),
+            "an active segment takes any coverage"
+        );
 
         let mut flipped = file.clone();
         flipped[IDX_HEADER_LEN + 100] ^= 1;
@@ -283,7 +325,7 @@ mod tests {
         assert!(decode_file(&file[..file.len() - 1], &want).is_err());
         assert!(decode_file(&[], &want).is_err());
         let stale = IndexExpectation {
-            covered_end: want.covered_end + 8,
+            sealed_at: Some((COV.end + 8, COV.next_seq)),
             ..expectation()
         };
         assert!(decode_file(&file, &stale).is_err());

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use crate::channel::SegmentSlot;
 use crate::env::Env;
 use crate::error::{Error, Result};
-use crate::index::{decode_file, IndexEntry, IndexExpectation, SegmentIndex, IDX_ENTRY_LEN, IDX_HEADER_LEN};
+use crate::index::{decode_file, Coverage, IndexEntry, IndexExpectation, SegmentIndex, IDX_ENTRY_LEN, IDX_HEADER_LEN};
 use crate::mmap::{HeaderToken, RecordsToken};
 use crate::options::RecoveryMode;
 use crate::record::{encode_hole, FrameHeader, FrameKind, FRAME_HEADER_LEN};
@@ -181,24 +181,45 @@ fn validate_at(
     Ok(header)
 }
 
-/// Scans records from the first one. Damage below `durable.durable_end` is
-/// `Corrupt` (strict) or replaced by a hole (repair); the first invalid frame
-/// above it ends the scan.
+/// Where a scan starts: the first record, or the end an index file covers.
+#[derive(Clone, Copy)]
+struct ScanStart {
+    offset: usize,
+    expected: u64,
+    last_timestamp: u64,
+}
+
+impl ScanStart {
+    fn first_record(base: u64) -> ScanStart {
+        ScanStart {
+            offset: SEGMENT_HEADER_LEN,
+            expected: base,
+            last_timestamp: 0,
+        }
+    }
+}
+
+/// Scans records from `start`, extending the segment's index. Damage below
+/// `durable.durable_end` is `Corrupt` (strict) or replaced by a hole
+/// (repair); the first invalid frame above it ends the scan.
 fn scan(
     env: &Env,
     seg: &Segment,
     records: &mut RecordsToken,
     durable: &Slot,
     limit: usize,
+    start: ScanStart,
     report: &mut ChannelRecovery,
 ) -> Result<Scan> {
     let interval = env.opts.get_index_interval() as usize;
     let repair = env.opts.get_recovery_mode() == RecoveryMode::Repair;
     let durable_end = usize::try_from(durable.durable_end).unwrap_or(usize::MAX);
-    let mut offset = SEGMENT_HEADER_LEN;
-    let mut expected = seg.base;
-    let mut last_timestamp = 0;
-    let mut last_indexed = None;
+    let ScanStart {
+        mut offset,
+        mut expected,
+        mut last_timestamp,
+    } = start;
+    let mut last_indexed = seg.index.last().map(|e| e.offset);
     let mut stopped = None;
     while offset < limit {
         match validate_at(seg, records, offset, expected, limit, false) {
@@ -369,12 +390,13 @@ fn open_sealed_reporting(
     let loaded = if repair {
         None
     } else {
-        load_index(env, &seg, channel_id, &seal)
+        load_index(env, &seg, channel_id, Some(&seal))
     };
     match loaded {
-        Some(index) => finish_sealed(seg.with_index(index), records, end, seal),
+        Some((index, _)) => finish_sealed(seg.with_index(index, true), records, end, seal),
         None => {
-            let scan = scan(env, &seg, &mut records, &seal, end, report)?;
+            let start = ScanStart::first_record(base);
+            let scan = scan(env, &seg, &mut records, &seal, end, start, report)?;
             if scan.end != end || scan.next_seq != seal.next_seq {
                 let detail = scan.stopped.map_or_else(|| "records end early".to_string(), |(_, r)| r);
                 return Err(Error::corrupt(
@@ -386,7 +408,12 @@ fn open_sealed_reporting(
             if !report.lost.is_empty() {
                 seg.region.sync(0..end).map_err(io_err("sync repaired segment", path))?;
             }
-            let _ = seg.write_index_file(&env.storage, channel_id, end, seal.next_seq);
+            let cov = Coverage {
+                end,
+                next_seq: seal.next_seq,
+                last_timestamp: seal.last_timestamp,
+            };
+            let _ = seg.write_index_file(&env.storage, channel_id, cov);
             report.rebuilt_indexes.push(path.with_file_name(index_file_name(base)));
             seg.trust_up_to(end);
             finish_sealed(seg, records, end, seal)
@@ -400,21 +427,84 @@ fn finish_sealed(seg: Segment, mut records: RecordsToken, end: usize, seal: Slot
     Ok(Arc::new(seg))
 }
 
-fn load_index(env: &Env, seg: &Segment, channel_id: u64, seal: &Slot) -> Option<SegmentIndex> {
+/// Whether valid frames lead from the index's last entry (or the first
+/// record) exactly to `cov.end`, where `cov.next_seq` is due.
+fn chains_to(seg: &Segment, records: &RecordsToken, cov: Coverage) -> bool {
+    let (mut offset, mut expected) = match seg.index.last() {
+        Some(e) => (e.offset, e.seq),
+        None => (SEGMENT_HEADER_LEN, seg.base),
+    };
+    while offset < cov.end {
+        match validate_at(seg, records, offset, expected, cov.end, false) {
+            Ok(h) => {
+                offset += h.frame_len();
+                expected = h.next_seq();
+            }
+            Err(_) => return false,
+        }
+    }
+    offset == cov.end && expected == cov.next_seq
+}
+
+/// The segment's index file, if it is valid (and, for a sealed segment,
+/// covers exactly what the seal says).
+fn load_index(env: &Env, seg: &Segment, channel_id: u64, seal: Option<&Slot>) -> Option<(SegmentIndex, Coverage)> {
     let path = seg.path.with_file_name(index_file_name(seg.base));
     let interval = env.opts.get_index_interval() as usize;
     let capacity = SegmentIndex::capacity_for(seg.region.len(), interval);
     let max = (IDX_HEADER_LEN + capacity * IDX_ENTRY_LEN) as u64;
     let bytes = env.storage.read_file(&path, max).ok()?;
+    let sealed_at = match seal {
+        Some(s) => Some((usize::try_from(s.durable_end).ok()?, s.next_seq)),
+        None => None,
+    };
     let want = IndexExpectation {
         channel_id,
         base: seg.base,
         records_start: SEGMENT_HEADER_LEN,
-        covered_end: usize::try_from(seal.durable_end).ok()?,
-        next_seq: seal.next_seq,
+        segment_len: seg.region.len(),
         capacity,
+        sealed_at,
     };
     decode_file(&bytes, &want).ok()
+}
+
+/// Scans the last segment after the part its index file covers, so that
+/// open time follows the unindexed tail, not the segment size. `None` when
+/// there is no usable index file or it does not fit the segment; the
+/// caller then scans everything.
+fn scan_after_index(
+    env: &Env,
+    channel_id: u64,
+    seg: Segment,
+    records: &mut RecordsToken,
+    durable: &Slot,
+) -> std::result::Result<(Segment, Scan), Segment> {
+    let Some((index, cov)) = load_index(env, &seg, channel_id, None) else {
+        return Err(seg);
+    };
+    let seg = seg.with_index(index, true);
+    let start = ScanStart {
+        offset: cov.end,
+        expected: cov.next_seq,
+        last_timestamp: cov.last_timestamp,
+    };
+    let mut scratch = ChannelRecovery::default();
+    let fresh = |seg: Segment| {
+        let capacity = seg.index.capacity();
+        let base = seg.base;
+        seg.with_index(SegmentIndex::new(base, capacity), false)
+    };
+    // The covered end must be a real record boundary with the claimed seq:
+    // walk the frames from the last index entry up to it.
+    if !chains_to(&seg, records, cov) {
+        return Err(fresh(seg));
+    }
+    let scanned = match scan(env, &seg, records, durable, seg.region.len(), start, &mut scratch) {
+        Ok(s) => s,
+        Err(_) => return Err(fresh(seg)),
+    };
+    Ok((seg, scanned))
 }
 
 /// Recovers the last segment: scan, cut a torn tail, make the result durable.
@@ -435,8 +525,29 @@ fn recover_active(
         return Ok((seg, None));
     }
     let durable = found.unwrap_or_else(|| Slot::empty(slot.base));
-    let limit = seg.region.len();
-    let scanned = scan(env, &seg, &mut records, &durable, limit, report)?;
+    let repair = env.opts.get_recovery_mode() == RecoveryMode::Repair;
+    let assisted = if repair {
+        Err(seg)
+    } else {
+        scan_after_index(env, channel_id, seg, &mut records, &durable)
+    };
+    let (seg, scanned) = match assisted {
+        Ok(done) => done,
+        Err(seg) => {
+            let limit = seg.region.len();
+            let scanned = scan(
+                env,
+                &seg,
+                &mut records,
+                &durable,
+                limit,
+                ScanStart::first_record(slot.base),
+                report,
+            )?;
+            seg.trust_up_to(scanned.end);
+            (seg, scanned)
+        }
+    };
     if let Some((offset, _reason)) = &scanned.stopped {
         if zero_stale_tail(&seg, &mut records, *offset)? {
             report.torn_tail = Some((slot.path.clone(), *offset as u64));
@@ -450,7 +561,6 @@ fn recover_active(
     records
         .publish(scanned.end)
         .map_err(io_err("publish segment", &slot.path))?;
-    seg.trust_up_to(scanned.end);
     let seg = Arc::new(seg);
     if scanned.end as u64 > durable.durable_end {
         // What survived is made durable now, so that everything recovered is

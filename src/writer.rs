@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::channel::{now_ns, ChannelCore, SegmentSlot};
 use crate::error::{Error, Result};
-use crate::index::IndexEntry;
+use crate::index::{Coverage, IndexEntry};
 use crate::mmap::RecordsToken;
 use crate::options::SyncPolicy;
 use crate::record::{encode_message, frame_len, FRAME_HEADER_LEN};
@@ -77,6 +77,7 @@ impl ChannelCore {
                     return Err(Error::Closed);
                 };
                 let seq = w.next_seq;
+                let at = w.offset;
                 let header = encode_message(seg.seed, seq, timestamp, payload);
                 let io = |e| Error::io("write record", &seg.path, e);
                 token.write(w.offset, &header).map_err(io)?;
@@ -94,7 +95,7 @@ impl ChannelCore {
                 w.last_timestamp = timestamp;
                 // Publishing per record keeps readers going during a long batch.
                 token.publish(w.offset).map_err(io)?;
-                seg.trust_up_to(w.offset);
+                seg.extend_trust(at, w.offset);
                 self.last_timestamp.store(timestamp, Ordering::Release);
                 self.last_seq.store(seq, Ordering::Release);
             }
@@ -116,7 +117,12 @@ impl ChannelCore {
             }
             self.durable_seq.fetch_max(w.next_seq - 1, Ordering::AcqRel);
             // Derived data; a failure here only means a rebuild on next open.
-            let _ = seg.write_index_file(&self.env.storage, self.id, w.offset, w.next_seq);
+            let cov = Coverage {
+                end: w.offset,
+                next_seq: w.next_seq,
+                last_timestamp: w.last_timestamp,
+            };
+            let _ = seg.write_index_file(&self.env.storage, self.id, cov);
         }
         let opts = &self.env.opts;
         let (seg, token) = self.env.sticky(Segment::create(

@@ -156,6 +156,18 @@ fn damage_below_durable_watermark_of_active_segment() {
     bytes[off + 30] ^= 0xFF;
     fs::write(seg, &bytes).unwrap();
 
+    // After a clean close the index file lets open skip the durable part:
+    // the damage is found when the record is read.
+    {
+        let store = Store::open(dir.path(), small(1 << 20)).unwrap();
+        match store.channel("c").unwrap().get(50) {
+            Err(Error::Corrupt { path, offset, .. }) => assert_eq!((&path, offset), (seg, off as u64)),
+            other => panic!("expected Corrupt on read, got {other:?}"),
+        }
+    }
+    // After a crash (no current index file) open scans the segment and
+    // refuses, naming the file and offset.
+    fs::remove_file(seg.with_extension("idx")).unwrap();
     match Store::open(dir.path(), small(1 << 20)) {
         Err(Error::Corrupt { path, offset, detail }) => {
             assert_eq!(&path, seg);

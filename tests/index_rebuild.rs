@@ -135,3 +135,64 @@ fn wrong_offsets_with_valid_checksum() {
     }
     verify_reads(dir.path(), &stamps);
 }
+
+fn rewrite_idx_header(bytes: &mut [u8], covered_end: u64, next_seq: u64) {
+    bytes[32..40].copy_from_slice(&covered_end.to_le_bytes());
+    bytes[40..48].copy_from_slice(&next_seq.to_le_bytes());
+    let mut h = crc32fast::Hasher::new();
+    h.update(&bytes[..60]);
+    h.update(&bytes[64..]);
+    let crc = h.finalize();
+    bytes[60..64].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// The last segment's index file lets open skip what it covers; one that
+/// lies about where the records end must not cut records off.
+#[test]
+fn lying_index_of_the_last_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path(), small(1 << 20)).unwrap();
+        let ch = store.channel("i").unwrap();
+        for seq in 1..=500 {
+            ch.publish(&payload(6, seq)).unwrap();
+        }
+        drop(ch);
+        store.close().unwrap();
+    }
+    let idx = index_files(dir.path()).pop().unwrap();
+    let honest = fs::read(&idx).unwrap();
+    let entry_offset = |i: usize| u32::from_le_bytes(honest[64 + i * 16 + 4..64 + i * 16 + 8].try_into().unwrap());
+    let entry_seq = |i: usize| {
+        1 + u64::from(u32::from_le_bytes(
+            honest[64 + i * 16..64 + i * 16 + 4].try_into().unwrap(),
+        ))
+    };
+    let lies = [
+        // Covered end inside a record.
+        (u64::from(entry_offset(3)) + 8, entry_seq(3) + 1),
+        // A real record boundary with the wrong seq.
+        (u64::from(entry_offset(3)), entry_seq(3) + 5),
+        // Claims to cover less than the file holds, truthfully.
+        (u64::from(entry_offset(3)), entry_seq(3)),
+    ];
+    for (end, next) in lies {
+        let mut bytes = honest.clone();
+        // Keep only the entries below the claimed end, as a real index would.
+        let keep = (0..(honest.len() - 64) / 16)
+            .take_while(|&i| u64::from(entry_offset(i)) < end)
+            .count();
+        let mut trimmed = bytes[..64 + keep * 16].to_vec();
+        trimmed[56..60].copy_from_slice(&(keep as u32).to_le_bytes());
+        rewrite_idx_header(&mut trimmed, end, next);
+        bytes = trimmed;
+        fs::write(&idx, &bytes).unwrap();
+        let store = Store::open(dir.path(), small(1 << 20)).unwrap();
+        let got = common::read_all(&store, "i");
+        assert_eq!(got.len(), 500, "index claiming end {end}, next seq {next}");
+        assert!(got.iter().all(|(s, p)| p == &payload(6, *s)));
+        assert_eq!(store.recovery_report()[0].torn_tail, None);
+        store.close().unwrap();
+        assert_eq!(fs::read(&idx).unwrap(), honest, "close rewrites the true index");
+    }
+}

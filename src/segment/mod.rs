@@ -13,7 +13,7 @@ pub use header::SEGMENT_HEADER_LEN;
 pub(crate) use header::{FixedHeader, Slot, SLOT_OFFSETS};
 
 use crate::error::{Error, Result};
-use crate::index::SegmentIndex;
+use crate::index::{Coverage, SegmentIndex};
 use crate::message::Message;
 use crate::mmap::{HeaderToken, RecordsToken, Region};
 use crate::record::{segment_seed, FrameHeader, FrameKind, FRAME_HEADER_LEN};
@@ -155,12 +155,12 @@ impl Segment {
         }
     }
 
-    /// The same segment with an index loaded from its file in place of the
-    /// empty one.
-    pub(crate) fn with_index(self, index: SegmentIndex) -> Segment {
+    /// The same segment with another index; `from_disk` when it was loaded
+    /// from an index file (its offsets are then hints to check).
+    pub(crate) fn with_index(self, index: SegmentIndex, from_disk: bool) -> Segment {
         Segment {
             index,
-            index_from_disk: true,
+            index_from_disk: from_disk,
             ..self
         }
     }
@@ -173,6 +173,16 @@ impl Segment {
     /// Marks records below `end` as validated.
     pub(crate) fn trust_up_to(&self, end: usize) {
         self.trusted_end.fetch_max(end, Ordering::AcqRel);
+    }
+
+    /// Extends the validated prefix over `[from, to)` if it reaches `from`
+    /// (the writer's records are valid, but do not vouch for a prefix that
+    /// recovery left to be checked on read).
+    #[inline]
+    pub(crate) fn extend_trust(&self, from: usize, to: usize) {
+        let _ = self
+            .trusted_end
+            .compare_exchange(from, to, Ordering::AcqRel, Ordering::Relaxed);
     }
 
     /// Records the segment as sealed (for segments opened already sealed).
@@ -370,18 +380,12 @@ impl Segment {
         Ok(None)
     }
 
-    /// Writes the index file describing records below `covered_end`. The
-    /// index is derived data, so it is not synced: a torn or missing index
-    /// is detected and rebuilt.
-    pub(crate) fn write_index_file(
-        &self,
-        storage: &Storage,
-        channel_id: u64,
-        covered_end: usize,
-        next_seq: u64,
-    ) -> Result<()> {
+    /// Writes the index file for the records `cov` describes. The index is
+    /// derived data, so it is not synced: a torn or missing index is
+    /// detected and rebuilt.
+    pub(crate) fn write_index_file(&self, storage: &Storage, channel_id: u64, cov: Coverage) -> Result<()> {
         let path = self.path.with_file_name(index_file_name(self.base));
-        storage.write_file(&path, &self.index.encode_file(channel_id, covered_end, next_seq))
+        storage.write_file(&path, &self.index.encode_file(channel_id, cov))
     }
 }
 

@@ -63,12 +63,13 @@ impl ChannelCore {
         Ok(())
     }
 
-    /// On close: sync, then persist the slot that records it.
+    /// On close: sync, then durably mark the last segment clean.
     pub(crate) fn sync_for_close(&self) -> Result<()> {
         self.sync_through(self.last_seq.load(Ordering::Acquire))?;
         let active = self.writer.lock().snapshot();
         if let Some((seg, end, next_seq, last_timestamp)) = active {
-            seg.sync_header().map_err(|e| self.env.fail(e))?;
+            seg.close_clean(end, next_seq, last_timestamp)
+                .map_err(|e| self.env.fail(e))?;
             // Derived; written so the next open scans only what follows it.
             let cov = Coverage {
                 end,

@@ -473,15 +473,9 @@ fn load_index(env: &Env, seg: &Segment, channel_id: u64, seal: Option<&Slot>) ->
 /// open time follows the unindexed tail, not the segment size. `None` when
 /// there is no usable index file or it does not fit the segment; the
 /// caller then scans everything.
-fn scan_after_index(
-    env: &Env,
-    channel_id: u64,
-    seg: Segment,
-    records: &mut RecordsToken,
-    durable: &Slot,
-) -> std::result::Result<(Segment, Scan), Segment> {
+fn scan_after_index(env: &Env, channel_id: u64, seg: Segment, records: &mut RecordsToken, durable: &Slot) -> Assisted {
     let Some((index, cov)) = load_index(env, &seg, channel_id, None) else {
-        return Err(seg);
+        return Assisted::Unusable(seg);
     };
     let seg = seg.with_index(index, true);
     let start = ScanStart {
@@ -498,13 +492,20 @@ fn scan_after_index(
     // The covered end must be a real record boundary with the claimed seq:
     // walk the frames from the last index entry up to it.
     if !chains_to(&seg, records, cov) {
-        return Err(fresh(seg));
+        return Assisted::Unusable(fresh(seg));
     }
-    let scanned = match scan(env, &seg, records, durable, seg.region.len(), start, &mut scratch) {
-        Ok(s) => s,
-        Err(_) => return Err(fresh(seg)),
-    };
-    Ok((seg, scanned))
+    match scan(env, &seg, records, durable, seg.region.len(), start, &mut scratch) {
+        Ok(scanned) => Assisted::Scanned(seg, scanned),
+        Err(_) => Assisted::Unusable(fresh(seg)),
+    }
+}
+
+/// Outcome of `scan_after_index`.
+enum Assisted {
+    Scanned(Segment, Scan),
+    /// No usable index file: the segment (with an empty index) is returned
+    /// for a full scan.
+    Unusable(Segment),
 }
 
 /// Recovers the last segment: scan, cut a torn tail, make the result durable.
@@ -527,13 +528,13 @@ fn recover_active(
     let durable = found.unwrap_or_else(|| Slot::empty(slot.base));
     let repair = env.opts.get_recovery_mode() == RecoveryMode::Repair;
     let assisted = if repair {
-        Err(seg)
+        Assisted::Unusable(seg)
     } else {
         scan_after_index(env, channel_id, seg, &mut records, &durable)
     };
     let (seg, scanned) = match assisted {
-        Ok(done) => done,
-        Err(seg) => {
+        Assisted::Scanned(seg, scanned) => (seg, scanned),
+        Assisted::Unusable(seg) => {
             let limit = seg.region.len();
             let scanned = scan(
                 env,
@@ -549,7 +550,10 @@ fn recover_active(
         }
     };
     if let Some((offset, _reason)) = &scanned.stopped {
-        if zero_stale_tail(&seg, &mut records, *offset)? {
+        // After a clean close nothing was written past the durable end, so
+        // there is nothing stale to look for there.
+        let clean_end = durable.clean && *offset as u64 == durable.durable_end;
+        if !clean_end && zero_stale_tail(&seg, &mut records, *offset)? {
             report.torn_tail = Some((slot.path.clone(), *offset as u64));
         }
     }
@@ -562,18 +566,19 @@ fn recover_active(
         .publish(scanned.end)
         .map_err(io_err("publish segment", &slot.path))?;
     let seg = Arc::new(seg);
-    if scanned.end as u64 > durable.durable_end {
-        // What survived is made durable now, so that everything recovered is
-        // durable and a second open changes nothing.
-        seg.sync_to(scanned.end, scanned.next_seq, scanned.last_timestamp)?;
-        seg.sync_header()?;
-    }
+    // What survived is made durable and marked clean (everything after it
+    // is zero now), so that everything recovered is durable, the next open
+    // need not look past it, and a second open changes nothing. Both are
+    // no-ops when the slot already says so.
+    seg.sync_to(scanned.end, scanned.next_seq, scanned.last_timestamp)?;
+    seg.close_clean(scanned.end, scanned.next_seq, scanned.last_timestamp)?;
     let writer = Writer {
         active: Some((Arc::clone(&seg), records)),
         offset: scanned.end,
         next_seq: scanned.next_seq,
         last_timestamp: scanned.last_timestamp,
         last_indexed: seg.index.last().map(|e| e.offset),
+        clean_mark: true,
     };
     Ok((seg, Some(writer)))
 }
@@ -659,6 +664,7 @@ pub(crate) fn recover_channel(
         next_seq: first,
         last_timestamp: 0,
         last_indexed: None,
+        clean_mark: false,
     };
     let count = slots.len();
     for (i, slot) in slots.into_iter().enumerate() {

@@ -202,6 +202,7 @@ impl Store {
                 next_seq: 1,
                 last_timestamp: 0,
                 last_indexed: None,
+                clean_mark: false,
             },
             first_seq: 1,
             last_timestamp: 0,

@@ -23,6 +23,9 @@ pub(crate) struct Writer {
     pub(crate) last_timestamp: u64,
     /// Offset of the last indexed record of the active segment.
     pub(crate) last_indexed: Option<usize>,
+    /// The active segment's durable slot carries the clean-close mark, which
+    /// must be withdrawn before anything is written past it.
+    pub(crate) clean_mark: bool,
 }
 
 /// Whether a record at `offset` gets an index entry.
@@ -76,6 +79,10 @@ impl ChannelCore {
                 let Some((seg, token)) = w.active.as_mut() else {
                     return Err(Error::Closed);
                 };
+                if w.clean_mark {
+                    seg.clear_clean().map_err(|e| self.env.fail(e))?;
+                    w.clean_mark = false;
+                }
                 let seq = w.next_seq;
                 let at = w.offset;
                 let header = encode_message(seg.seed, seq, timestamp, payload);
@@ -137,6 +144,7 @@ impl ChannelCore {
         w.active = Some((seg, token));
         w.offset = SEGMENT_HEADER_LEN;
         w.last_indexed = None;
+        w.clean_mark = false;
         Ok(())
     }
 }

@@ -13,6 +13,7 @@ const SLOT_LEN: usize = 32;
 /// Offsets of the two slots.
 pub(crate) const SLOT_OFFSETS: [usize; 2] = [FIXED_LEN, FIXED_LEN + SLOT_LEN];
 const FLAG_SEALED: u32 = 1;
+const FLAG_CLEAN: u32 = 2;
 
 /// The fixed part of the header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,8 +82,17 @@ pub(crate) struct Slot {
     pub durable_end: u64,
     pub next_seq: u64,
     pub last_timestamp: u64,
+    /// No record will ever be added.
     pub sealed: bool,
+    /// Written at a clean close: nothing was written past `durable_end`, and
+    /// nothing will be until a slot without this flag is durable.
+    pub clean: bool,
+    /// Orders the two slots (30 bits, wrapping); the newer one counts.
+    pub generation: u32,
 }
+
+const GENERATION_BITS: u32 = 30;
+const GENERATION_MASK: u32 = (1 << GENERATION_BITS) - 1;
 
 impl Slot {
     /// The slot of a segment nothing is known about yet.
@@ -92,7 +102,14 @@ impl Slot {
             next_seq: base_seq,
             last_timestamp: 0,
             sealed: false,
+            clean: false,
+            generation: 0,
         }
+    }
+
+    /// The generation after this one.
+    pub(crate) fn next_generation(&self) -> u32 {
+        self.generation.wrapping_add(1) & GENERATION_MASK
     }
 
     pub(crate) fn encode(&self, seed: u32) -> [u8; SLOT_LEN] {
@@ -100,7 +117,9 @@ impl Slot {
         b[0..8].copy_from_slice(&self.durable_end.to_le_bytes());
         b[8..16].copy_from_slice(&self.next_seq.to_le_bytes());
         b[16..24].copy_from_slice(&self.last_timestamp.to_le_bytes());
-        b[24..28].copy_from_slice(&(if self.sealed { FLAG_SEALED } else { 0 }).to_le_bytes());
+        let flags = (u32::from(self.sealed) * FLAG_SEALED) | (u32::from(self.clean) * FLAG_CLEAN);
+        let word = flags | ((self.generation & GENERATION_MASK) << 2);
+        b[24..28].copy_from_slice(&word.to_le_bytes());
         let mut h = crc32fast::Hasher::new_with_initial(seed);
         h.update(&b[..28]);
         b[28..32].copy_from_slice(&h.finalize().to_le_bytes());
@@ -115,28 +134,32 @@ impl Slot {
         if u32_at(b, 28)? != h.finalize() {
             return None;
         }
-        let flags = u32_at(b, 24)?;
+        let word = u32_at(b, 24)?;
         let slot = Slot {
             durable_end: u64_at(b, 0)?,
             next_seq: u64_at(b, 8)?,
             last_timestamp: u64_at(b, 16)?,
-            sealed: flags & FLAG_SEALED != 0,
+            sealed: word & FLAG_SEALED != 0,
+            clean: word & FLAG_CLEAN != 0,
+            generation: word >> 2,
         };
-        let plausible = flags & !FLAG_SEALED == 0
-            && slot.durable_end >= SEGMENT_HEADER_LEN as u64
+        let plausible = slot.durable_end >= SEGMENT_HEADER_LEN as u64
             && slot.durable_end <= segment_len
             && slot.next_seq >= base_seq;
         plausible.then_some(slot)
     }
 
-    /// The better of two slots: further along, sealed over unsealed.
+    /// The newer of two slots, by wrapping generation.
     pub(crate) fn newest(a: Option<Slot>, b: Option<Slot>) -> Option<Slot> {
         match (a, b) {
-            (Some(x), Some(y)) => Some(if (y.durable_end, y.sealed) > (x.durable_end, x.sealed) {
-                y
-            } else {
-                x
-            }),
+            (Some(x), Some(y)) => {
+                let ahead = y.generation.wrapping_sub(x.generation) & GENERATION_MASK;
+                Some(if ahead != 0 && ahead < 1 << (GENERATION_BITS - 1) {
+                    y
+                } else {
+                    x
+                })
+            }
             (x, None) => x,
             (None, y) => y,
         }
@@ -173,18 +196,29 @@ mod tests {
             next_seq: 1010,
             last_timestamp: 9,
             sealed: true,
+            clean: false,
+            generation: 7,
         };
         let b = s.encode(77);
         assert_eq!(Slot::decode(&b, 77, 1001, 1 << 20), Some(s));
         assert_eq!(Slot::decode(&b, 78, 1001, 1 << 20), None);
         assert_eq!(Slot::decode(&[0u8; 32], 77, 1001, 1 << 20), None);
         assert_eq!(Slot::decode(&b, 77, 1001, 1024), None, "end past segment");
-        let older = Slot {
-            durable_end: 2048,
-            sealed: false,
-            ..s
+        let clean = Slot { clean: true, ..s };
+        assert_eq!(Slot::decode(&clean.encode(77), 77, 1001, 1 << 20), Some(clean));
+    }
+
+    #[test]
+    fn newest_follows_generation_across_wrap() {
+        let at = |generation| Slot {
+            generation,
+            ..Slot::empty(1)
         };
-        assert_eq!(Slot::newest(Some(older), Some(s)), Some(s));
-        assert_eq!(Slot::newest(Some(s), None), Some(s));
+        assert_eq!(Slot::newest(Some(at(3)), Some(at(4))), Some(at(4)));
+        assert_eq!(Slot::newest(Some(at(4)), Some(at(3))), Some(at(4)));
+        let last = GENERATION_MASK;
+        assert_eq!(Slot::newest(Some(at(last)), Some(at(0))), Some(at(0)), "wraps");
+        assert_eq!(at(last).next_generation(), 0);
+        assert_eq!(Slot::newest(Some(at(5)), None), Some(at(5)));
     }
 }

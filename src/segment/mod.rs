@@ -2,7 +2,6 @@
 
 mod header;
 
-use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -190,12 +189,34 @@ impl Segment {
         let _ = self.seal.set(slot);
     }
 
-    fn write_slot(state: &mut HeaderState, slot: Slot, seed: u32) -> io::Result<()> {
+    /// Writes `slot` (with the next generation) over the older slot. It
+    /// becomes durable with the next msync of the header.
+    fn write_slot(&self, state: &mut HeaderState, slot: Slot) -> Result<()> {
+        let slot = Slot {
+            generation: state.written.next_generation(),
+            ..slot
+        };
         let at = SLOT_OFFSETS[state.next_slot.min(1)];
-        state.token.write(at, &slot.encode(seed))?;
+        state
+            .token
+            .write(at, &slot.encode(self.seed))
+            .map_err(|e| Error::io("write segment slot", &self.path, e))?;
         state.written = slot;
         state.next_slot = 1 - state.next_slot.min(1);
         Ok(())
+    }
+
+    fn sync_range(&self, end: usize, op: &'static str) -> Result<()> {
+        self.region.sync(0..end).map_err(|e| Error::io(op, &self.path, e))
+    }
+
+    fn slot(end: usize, next_seq: u64, last_timestamp: u64) -> Slot {
+        Slot {
+            durable_end: end as u64,
+            next_seq,
+            last_timestamp,
+            ..Slot::empty(next_seq)
+        }
     }
 
     /// Makes records below `end` durable. The slot recording it is written
@@ -206,43 +227,54 @@ impl Segment {
         if st.written.durable_end >= end as u64 || st.written.sealed {
             return Ok(());
         }
-        self.region
-            .sync(0..end)
-            .map_err(|e| Error::io("sync segment", &self.path, e))?;
-        let slot = Slot {
-            durable_end: end as u64,
-            next_seq,
-            last_timestamp,
-            sealed: false,
-        };
-        Self::write_slot(&mut st, slot, self.seed).map_err(|e| Error::io("write segment slot", &self.path, e))
+        self.sync_range(end, "sync segment")?;
+        self.write_slot(&mut st, Self::slot(end, next_seq, last_timestamp))
     }
 
     /// Syncs everything below `end`, then durably marks the segment sealed.
     pub(crate) fn seal(&self, end: usize, next_seq: u64, last_timestamp: u64) -> Result<()> {
         let mut st = self.header.lock();
-        let io_err = |op, e| Error::io(op, &self.path, e);
-        self.region.sync(0..end).map_err(|e| io_err("sync segment", e))?;
+        self.sync_range(end, "sync segment")?;
         let slot = Slot {
-            durable_end: end as u64,
-            next_seq,
-            last_timestamp,
             sealed: true,
+            ..Self::slot(end, next_seq, last_timestamp)
         };
-        Self::write_slot(&mut st, slot, self.seed).map_err(|e| io_err("write segment slot", e))?;
-        self.region
-            .sync(0..SEGMENT_HEADER_LEN)
-            .map_err(|e| io_err("sync segment header", e))?;
+        self.write_slot(&mut st, slot)?;
+        self.sync_range(SEGMENT_HEADER_LEN, "sync segment header")?;
         let _ = self.seal.set(slot);
         Ok(())
     }
 
-    /// Makes the last written slot durable (on close).
-    pub(crate) fn sync_header(&self) -> Result<()> {
-        let _st = self.header.lock();
-        self.region
-            .sync(0..SEGMENT_HEADER_LEN)
-            .map_err(|e| Error::io("sync segment header", &self.path, e))
+    /// At close, after a sync covering `end`: durably records that nothing
+    /// was written past it, so the next open need not look there. Writes
+    /// nothing when the newest slot already says so.
+    pub(crate) fn close_clean(&self, end: usize, next_seq: u64, last_timestamp: u64) -> Result<()> {
+        let mut st = self.header.lock();
+        let w = st.written;
+        if st.written.sealed || (w.clean && w.durable_end == end as u64 && w.next_seq == next_seq) {
+            return Ok(());
+        }
+        let slot = Slot {
+            clean: true,
+            ..Self::slot(end, next_seq, last_timestamp)
+        };
+        self.write_slot(&mut st, slot)?;
+        self.sync_range(SEGMENT_HEADER_LEN, "sync segment header")
+    }
+
+    /// Before the first write after a clean close: durably withdraws the
+    /// clean mark, so a crash cannot leave unchecked bytes past its end.
+    pub(crate) fn clear_clean(&self) -> Result<()> {
+        let mut st = self.header.lock();
+        if !st.written.clean {
+            return Ok(());
+        }
+        let slot = Slot {
+            clean: false,
+            ..st.written
+        };
+        self.write_slot(&mut st, slot)?;
+        self.sync_range(SEGMENT_HEADER_LEN, "sync segment header")
     }
 
     fn corrupt(&self, offset: usize, detail: impl Into<String>) -> Error {

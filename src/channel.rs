@@ -3,18 +3,18 @@
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 
 use crate::durability::GroupCommit;
 use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::message::Message;
 use crate::reader::Messages;
-use crate::recovery;
 use crate::segment::Segment;
+use crate::segments::SegmentList;
 use crate::writer::Writer;
 
 /// Nanoseconds since the Unix epoch (0 if the clock is before it).
@@ -24,44 +24,15 @@ pub(crate) fn now_ns() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
-/// A segment file of a channel, opened on first use.
-pub(crate) struct SegmentSlot {
-    pub(crate) base: u64,
-    pub(crate) path: PathBuf,
-    seg: OnceLock<Arc<Segment>>,
-    opening: Mutex<()>,
-}
-
-impl SegmentSlot {
-    pub(crate) fn new(base: u64, path: PathBuf) -> Arc<SegmentSlot> {
-        Arc::new(SegmentSlot {
-            base,
-            path,
-            seg: OnceLock::new(),
-            opening: Mutex::new(()),
-        })
-    }
-
-    pub(crate) fn opened(seg: Arc<Segment>) -> Arc<SegmentSlot> {
-        let slot = SegmentSlot::new(seg.base, seg.path.clone());
-        let _ = slot.seg.set(seg);
-        slot
-    }
-
-    pub(crate) fn get(&self) -> Option<&Arc<Segment>> {
-        self.seg.get()
-    }
-}
-
 /// Shared state of one channel incarnation.
 pub(crate) struct ChannelCore {
     pub(crate) env: Arc<Env>,
     pub(crate) id: u64,
     pub(crate) name: String,
     pub(crate) dir: PathBuf,
-    /// Segments ordered by base seq; readers take the read lock briefly, the
-    /// writer the write lock only to add or remove a segment.
-    pub(crate) segments: RwLock<Vec<Arc<SegmentSlot>>>,
+    /// Segments ordered by base seq; readers take its read lock briefly,
+    /// the writer its write lock only to add or remove a segment.
+    pub(crate) segments: SegmentList,
     pub(crate) writer: Mutex<Writer>,
     pub(crate) last_seq: AtomicU64,
     pub(crate) first_seq: AtomicU64,
@@ -91,42 +62,18 @@ impl ChannelCore {
         }
     }
 
-    /// The opened segment at position `i` of the list, with the base of the
-    /// segment after it.
-    fn open_slot(&self, slot: &Arc<SegmentSlot>, next_base: Option<u64>) -> Result<Arc<Segment>> {
-        if let Some(seg) = slot.get() {
-            return Ok(Arc::clone(seg));
-        }
-        let _guard = slot.opening.lock();
-        if let Some(seg) = slot.get() {
-            return Ok(Arc::clone(seg));
-        }
-        let seg = recovery::open_sealed(&self.env, self.id, slot.base, &slot.path, next_base)?;
-        let _ = slot.seg.set(Arc::clone(&seg));
-        Ok(seg)
-    }
-
     /// The segment holding `seq` (which the caller checked is in range).
     pub(crate) fn segment_for(&self, seq: u64) -> Result<Arc<Segment>> {
-        let (slot, next_base) = {
-            let segs = self.segments.read();
-            let i = segs.partition_point(|s| s.base <= seq);
-            let Some(slot) = i.checked_sub(1).and_then(|i| segs.get(i)) else {
-                return Err(self.out_of_range(seq));
-            };
-            (Arc::clone(slot), segs.get(i).map(|s| s.base))
-        };
-        self.open_slot(&slot, next_base)
+        let (slot, next_base) = self.segments.holding(seq).ok_or_else(|| self.out_of_range(seq))?;
+        self.segments.open(&self.env, self.id, &slot, next_base)
     }
 
-    /// Segments in order, opened, for time lookups: (segment, last timestamp).
+    /// Segment `i` of the list and the timestamp of its last message.
     fn segment_last_timestamp(&self, i: usize) -> Result<Option<(Arc<Segment>, u64)>> {
-        let (slot, next_base) = {
-            let segs = self.segments.read();
-            let Some(slot) = segs.get(i) else { return Ok(None) };
-            (Arc::clone(slot), segs.get(i + 1).map(|s| s.base))
+        let Some((slot, next_base)) = self.segments.at(i) else {
+            return Ok(None);
         };
-        let seg = self.open_slot(&slot, next_base)?;
+        let seg = self.segments.open(&self.env, self.id, &slot, next_base)?;
         let last = match seg.seal_info() {
             Some(s) => s.last_timestamp,
             None => self.last_timestamp.load(Ordering::Acquire),
@@ -148,7 +95,7 @@ impl ChannelCore {
             return Ok(None);
         }
         // Binary search for the first segment whose last timestamp >= ts.
-        let count = self.segments.read().len();
+        let count = self.segments.len();
         let (mut lo, mut hi) = (0usize, count);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;

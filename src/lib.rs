@@ -71,6 +71,7 @@ mod reader;
 mod record;
 mod recovery;
 mod segment;
+mod segments;
 mod storage;
 mod store;
 mod writer;

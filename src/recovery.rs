@@ -12,7 +12,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::channel::SegmentSlot;
 use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::index::{decode_file, Coverage, IndexEntry, IndexExpectation, SegmentIndex, IDX_ENTRY_LEN, IDX_HEADER_LEN};
@@ -23,6 +22,7 @@ use crate::segment::{
     index_file_name, parse_segment_name, segment_file_name, FixedHeader, Segment, Slot, SEGMENT_HEADER_LEN,
     SLOT_OFFSETS,
 };
+use crate::segments::SegmentSlot;
 use crate::writer::{needs_index_entry, Writer};
 
 /// A range of sequences lost to damage, as reported by a repair.
@@ -681,8 +681,9 @@ pub(crate) fn recover_channel(
             }
             segments.push(SegmentSlot::opened(seg));
         } else if env.opts.get_recovery_mode() == RecoveryMode::Repair {
-            let seg = open_sealed_reporting(env, channel_id, slot.base, &slot.path, next_base, &mut report)?;
-            segments.push(SegmentSlot::opened(seg));
+            // Scanned and repaired now; opened again lazily like any other.
+            open_sealed_reporting(env, channel_id, slot.base, &slot.path, next_base, &mut report)?;
+            segments.push(slot);
         } else {
             segments.push(slot);
         }

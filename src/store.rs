@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::options::{Options, SyncPolicy};
 use crate::recovery::{recover_channel, ChannelRecovery, RecoveredChannel};
 use crate::segment::SEGMENT_HEADER_LEN;
+use crate::segments::SegmentList;
 use crate::storage::{LockGuard, Storage};
 use crate::writer::Writer;
 
@@ -71,7 +72,7 @@ fn new_core(env: &Arc<Env>, name: &str, id: u64, dir: PathBuf, rec: RecoveredCha
         id,
         name: name.to_string(),
         dir,
-        segments: RwLock::new(rec.segments),
+        segments: SegmentList::new(rec.segments),
         writer: Mutex::new(rec.writer),
         last_seq: AtomicU64::new(last),
         first_seq: AtomicU64::new(rec.first_seq),

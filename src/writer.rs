@@ -4,7 +4,7 @@ use std::ops::RangeInclusive;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crate::channel::{now_ns, ChannelCore, SegmentSlot};
+use crate::channel::{now_ns, ChannelCore};
 use crate::error::{Error, Result};
 use crate::index::{Coverage, IndexEntry};
 use crate::mmap::RecordsToken;
@@ -130,6 +130,10 @@ impl ChannelCore {
                 last_timestamp: w.last_timestamp,
             };
             let _ = seg.write_index_file(&self.env.storage, self.id, cov);
+            // Sealed now: it may be closed when readers are done with it.
+            if let Some(slot) = self.segments.slot_of(seg.base) {
+                self.segments.track_sealed(&slot);
+            }
         }
         let opts = &self.env.opts;
         let (seg, token) = self.env.sticky(Segment::create(
@@ -140,7 +144,7 @@ impl ChannelCore {
             opts.get_segment_size(),
             opts.get_index_interval() as usize,
         ))?;
-        self.segments.write().push(SegmentSlot::opened(Arc::clone(&seg)));
+        self.segments.push(Arc::clone(&seg));
         w.active = Some((seg, token));
         w.offset = SEGMENT_HEADER_LEN;
         w.last_indexed = None;

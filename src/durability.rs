@@ -60,6 +60,16 @@ impl ChannelCore {
         };
         seg.sync_to(end, next_seq, last_ts).map_err(|e| self.env.fail(e))?;
         self.durable_seq.fetch_max(next_seq - 1, Ordering::AcqRel);
+        // Now and then, leave an index file for the durable part, so that
+        // recovery after a crash scans only what came after it.
+        let cov = Coverage {
+            end,
+            next_seq,
+            last_timestamp: last_ts,
+        };
+        if seg.index_checkpoint_due(end) {
+            let _ = seg.write_index_file(&self.env.storage, self.id, cov);
+        }
         Ok(())
     }
 

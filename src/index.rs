@@ -138,9 +138,10 @@ impl SegmentIndex {
         n.checked_sub(1).and_then(|i| self.get(i))
     }
 
-    /// Encodes the index file for the records `cov` describes.
+    /// Encodes the index file for the records `cov` describes (entries the
+    /// writer added past `cov.end` meanwhile are left out).
     pub(crate) fn encode_file(&self, channel_id: u64, cov: Coverage) -> Vec<u8> {
-        let n = self.len();
+        let n = self.partition_point(|e| e.offset < cov.end);
         let mut out = Vec::with_capacity(IDX_HEADER_LEN + n * IDX_ENTRY_LEN);
         out.extend_from_slice(IDX_MAGIC);
         out.extend_from_slice(&IDX_VERSION.to_le_bytes());

@@ -50,6 +50,9 @@ pub struct ChannelRecovery {
     pub torn_tail: Option<(PathBuf, u64)>,
     /// Ranges a repair replaced by holes (reads return `Error::Lost`).
     pub lost: Vec<LostRange>,
+    /// Bytes of records the open scanned in the last segment: what came
+    /// after its index file, or the whole segment without one.
+    pub scanned_bytes: u64,
     /// Index files that were missing, stale or corrupt and were rebuilt.
     pub rebuilt_indexes: Vec<PathBuf>,
     /// Leftover files removed (temporary files, orphan indexes, segments
@@ -68,6 +71,7 @@ pub(crate) struct RecoveredChannel {
 
 /// Result of scanning a segment's records.
 struct Scan {
+    start: usize,
     end: usize,
     next_seq: u64,
     last_timestamp: u64,
@@ -259,6 +263,7 @@ fn scan(
         }
     }
     Ok(Scan {
+        start: start.offset,
         end: offset,
         next_seq: expected,
         last_timestamp,
@@ -549,6 +554,7 @@ fn recover_active(
             (seg, scanned)
         }
     };
+    report.scanned_bytes = (scanned.end - scanned.start) as u64;
     if let Some((offset, _reason)) = &scanned.stopped {
         // After a clean close nothing was written past the durable end, so
         // there is nothing stale to look for there.

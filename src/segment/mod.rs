@@ -18,6 +18,11 @@ use crate::mmap::{HeaderToken, RecordsToken, Region};
 use crate::record::{segment_seed, FrameHeader, FrameKind, FRAME_HEADER_LEN};
 use crate::storage::Storage;
 
+/// A sync writes the index file of the active segment again once this many
+/// bytes of records were added since the last time, bounding how much a
+/// recovery after a crash has to scan.
+pub(crate) const INDEX_CHECKPOINT_BYTES: usize = 4 << 20;
+
 /// File name of the segment whose first seq is `base`.
 pub(crate) fn segment_file_name(base: u64) -> String {
     format!("{base:020}.seg")
@@ -57,6 +62,8 @@ pub(crate) struct Segment {
     /// Records below this offset were validated (written by this process or
     /// checked by a scan); reads above it verify the CRC.
     trusted_end: AtomicUsize,
+    /// Records end covered by the last index file written during syncs.
+    index_checkpoint: AtomicUsize,
     seal: OnceLock<Slot>,
     header: Mutex<HeaderState>,
 }
@@ -144,6 +151,7 @@ impl Segment {
             index: SegmentIndex::new(base, capacity),
             index_from_disk: false,
             trusted_end: AtomicUsize::new(SEGMENT_HEADER_LEN),
+            index_checkpoint: AtomicUsize::new(SEGMENT_HEADER_LEN),
             seal: OnceLock::new(),
             header: Mutex::new(HeaderState {
                 token,
@@ -182,6 +190,17 @@ impl Segment {
         let _ = self
             .trusted_end
             .compare_exchange(from, to, Ordering::AcqRel, Ordering::Relaxed);
+    }
+
+    /// Whether records up to `end` have grown `INDEX_CHECKPOINT_BYTES` past
+    /// the last index file written by a sync (and if so, counts it written).
+    pub(crate) fn index_checkpoint_due(&self, end: usize) -> bool {
+        let last = self.index_checkpoint.load(Ordering::Acquire);
+        end >= last + INDEX_CHECKPOINT_BYTES
+            && self
+                .index_checkpoint
+                .compare_exchange(last, end, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
     }
 
     /// Records the segment as sealed (for segments opened already sealed).

@@ -5,8 +5,11 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use crossbeam_channel::Sender;
+
 use crate::error::{Error, Result};
 use crate::options::Options;
+use crate::prefault::Request;
 use crate::storage::Storage;
 
 pub(crate) struct Env {
@@ -15,6 +18,8 @@ pub(crate) struct Env {
     pub(crate) storage: Storage,
     failure: OnceLock<Arc<Error>>,
     closed: AtomicBool,
+    /// Where writers ask for pages to be faulted in ahead of them.
+    pub(crate) prefault: OnceLock<Sender<Request>>,
 }
 
 impl Env {
@@ -25,6 +30,7 @@ impl Env {
             storage,
             failure: OnceLock::new(),
             closed: AtomicBool::new(false),
+            prefault: OnceLock::new(),
         }
     }
 

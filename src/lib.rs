@@ -67,6 +67,7 @@ mod index;
 mod message;
 mod mmap;
 mod options;
+mod prefault;
 mod reader;
 mod record;
 mod recovery;

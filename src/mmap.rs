@@ -151,6 +151,17 @@ impl Region {
         }
     }
 
+    /// Faults in `range` writable ahead of the writer (MADV_POPULATE_WRITE),
+    /// so appends do not take a page fault per fresh page. Best effort:
+    /// kernels without it (before 5.14) just fault on first write.
+    pub(crate) fn prefault(&self, range: Range<usize>) {
+        let end = range.end.min(self.len);
+        let start = range.start.min(end);
+        if let Backing::Map(map) = &self.backing {
+            let _ = map.advise_range(memmap2::Advice::PopulateWrite, start, end - start);
+        }
+    }
+
     fn check(&self, off: usize, len: usize, zone: Range<usize>) -> io::Result<()> {
         match off.checked_add(len) {
             Some(end) if off >= zone.start && end <= zone.end => Ok(()),
@@ -252,6 +263,11 @@ impl RecordsToken {
         }
         r.published.store(end, Ordering::Release);
         Ok(())
+    }
+
+    /// The region this token writes.
+    pub(crate) fn region(&self) -> &Arc<Region> {
+        &self.region
     }
 }
 

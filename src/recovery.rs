@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::index::{decode_file, Coverage, IndexEntry, IndexExpectation, SegmentIndex, IDX_ENTRY_LEN, IDX_HEADER_LEN};
 use crate::mmap::{HeaderToken, RecordsToken};
 use crate::options::RecoveryMode;
+use crate::prefault::PrefaultCursor;
 use crate::record::{encode_hole, FrameHeader, FrameKind, FRAME_HEADER_LEN};
 use crate::segment::{
     index_file_name, parse_segment_name, segment_file_name, FixedHeader, Segment, Slot, SEGMENT_HEADER_LEN,
@@ -585,6 +586,7 @@ fn recover_active(
         last_timestamp: scanned.last_timestamp,
         last_indexed: seg.index.last().map(|e| e.offset),
         clean_mark: true,
+        prefault: PrefaultCursor::at(scanned.end),
     };
     Ok((seg, Some(writer)))
 }
@@ -671,6 +673,7 @@ pub(crate) fn recover_channel(
         last_timestamp: 0,
         last_indexed: None,
         clean_mark: false,
+        prefault: PrefaultCursor::default(),
     };
     let count = slots.len();
     for (i, slot) in slots.into_iter().enumerate() {

@@ -13,6 +13,7 @@ use crate::durability::{dirty, Flusher, GroupCommit};
 use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::options::{Options, SyncPolicy};
+use crate::prefault::{PrefaultCursor, Prefaulter};
 use crate::recovery::{recover_channel, ChannelRecovery, RecoveredChannel};
 use crate::segment::SEGMENT_HEADER_LEN;
 use crate::segments::SegmentList;
@@ -32,6 +33,7 @@ pub(crate) struct StoreShared {
     catalog: Mutex<Catalog>,
     channels: RwLock<HashMap<String, Arc<ChannelCore>>>,
     flusher: Mutex<Option<Flusher>>,
+    prefaulter: Mutex<Option<Prefaulter>>,
     lock: Mutex<Option<LockGuard>>,
     closed: AtomicBool,
     report: Vec<ChannelRecovery>,
@@ -149,10 +151,16 @@ impl Store {
             catalog: Mutex::new(catalog),
             channels: RwLock::new(channels),
             flusher: Mutex::new(None),
+            prefaulter: Mutex::new(None),
             lock: Mutex::new(Some(lock)),
             closed: AtomicBool::new(false),
             report,
         });
+        if matches!(storage, Storage::Real(_)) {
+            let prefaulter = Prefaulter::start()?;
+            let _ = shared.env.prefault.set(prefaulter.sender());
+            *shared.prefaulter.lock() = Some(prefaulter);
+        }
         if let SyncPolicy::Interval(every) = opts.get_sync_policy() {
             let flusher = Flusher::start(Arc::downgrade(&shared), every)?;
             *shared.flusher.lock() = Some(flusher);
@@ -204,6 +212,7 @@ impl Store {
                 last_timestamp: 0,
                 last_indexed: None,
                 clean_mark: false,
+                prefault: PrefaultCursor::default(),
             },
             first_seq: 1,
             last_timestamp: 0,
@@ -315,6 +324,15 @@ impl StoreShared {
         }
         if let Some(flusher) = self.flusher.lock().take() {
             flusher.stop(self);
+        }
+        if let Some(prefaulter) = self.prefaulter.lock().take() {
+            if prefaulter.stop() {
+                self.env.fail(Error::io(
+                    "prefault thread",
+                    "spool-prefault",
+                    std::io::Error::other("the prefault thread panicked"),
+                ));
+            }
         }
         let channels: Vec<_> = self.channels.read().values().cloned().collect();
         let mut result = match self.env.failure() {

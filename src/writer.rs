@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::index::{Coverage, IndexEntry};
 use crate::mmap::RecordsToken;
 use crate::options::SyncPolicy;
+use crate::prefault::PrefaultCursor;
 use crate::record::{encode_message, frame_len, FRAME_HEADER_LEN};
 use crate::segment::{Segment, SEGMENT_HEADER_LEN};
 
@@ -26,6 +27,8 @@ pub(crate) struct Writer {
     /// The active segment's durable slot carries the clean-close mark, which
     /// must be withdrawn before anything is written past it.
     pub(crate) clean_mark: bool,
+    /// Pages of the active segment asked to be faulted in ahead.
+    pub(crate) prefault: PrefaultCursor,
 }
 
 /// Whether a record at `offset` gets an index entry.
@@ -99,6 +102,7 @@ impl ChannelCore {
                 }
                 w.offset += len;
                 w.next_seq += 1;
+                w.prefault.advance(self.env.prefault.get(), token.region(), w.offset);
                 w.last_timestamp = timestamp;
                 // Publishing per record keeps readers going during a long batch.
                 token.publish(w.offset).map_err(io)?;
@@ -149,6 +153,7 @@ impl ChannelCore {
         w.offset = SEGMENT_HEADER_LEN;
         w.last_indexed = None;
         w.clean_mark = false;
+        w.prefault.reset(SEGMENT_HEADER_LEN);
         Ok(())
     }
 }

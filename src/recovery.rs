@@ -287,7 +287,7 @@ fn repair_span(
     let mut resume = None;
     let mut candidate = offset + FRAME_HEADER_LEN;
     while candidate + FRAME_HEADER_LEN <= limit {
-        if let Ok(h) = validate_at(seg, records, candidate, expected + 1, limit, true) {
+        if let Ok(h) = validate_at(seg, records, candidate, expected.saturating_add(1), limit, true) {
             if h.seq < durable.next_seq || candidate >= durable_end {
                 resume = Some((candidate, h.seq));
                 break;

@@ -249,3 +249,28 @@ fn foreign_segment_does_not_validate() {
     let store = Store::open(dir.path(), small(8192).recovery_mode(RecoveryMode::Repair)).unwrap();
     assert_eq!(read_all(&store, "c").len(), 0);
 }
+
+#[test]
+fn damaged_catalog_and_lock_files() {
+    let dir = tempfile::tempdir().unwrap();
+    build(dir.path());
+    let catalog = dir.path().join("catalog");
+    let good = fs::read(&catalog).unwrap();
+    for bad in [Vec::new(), good[..good.len() / 2].to_vec(), vec![0xFF; good.len()]] {
+        fs::write(&catalog, &bad).unwrap();
+        match Store::open(dir.path(), small(8192)) {
+            Err(Error::Corrupt { path, .. }) => assert_eq!(path, catalog),
+            other => panic!("expected Corrupt for the catalog, got {other:?}"),
+        }
+    }
+    fs::remove_file(&catalog).unwrap();
+    match Store::open(dir.path(), small(8192)) {
+        Err(Error::Corrupt { detail, .. }) => assert!(detail.contains("missing"), "{detail}"),
+        other => panic!("expected Corrupt for a missing catalog, got {other:?}"),
+    }
+    fs::write(&catalog, &good).unwrap();
+    // The lock file's content is informational only.
+    fs::write(dir.path().join("LOCK"), [0xFFu8; 64]).unwrap();
+    let store = Store::open(dir.path(), small(8192)).unwrap();
+    assert_eq!(read_all(&store, "c").len() as u64, N);
+}

@@ -201,31 +201,40 @@ impl SimStorage {
         for op in st.pending.iter().take(keep) {
             op.apply(&mut ns);
         }
-        let mut inodes = HashMap::new();
+        let mut images = HashMap::new();
         for node in ns.values() {
             if let Node::File(id) = node {
                 if let Some(inode) = st.inodes.get(id) {
-                    let image = crash_image(&inode.durable, &inode.live_bytes(), &mut rng);
-                    inodes.insert(
-                        *id,
-                        Inode {
-                            live: Live::Bytes(image.clone()),
-                            durable: image,
-                        },
-                    );
+                    images.insert(*id, crash_image(&inode.durable, &inode.live_bytes(), &mut rng));
                 }
             }
         }
-        let next = State {
+        Self::booted(ns, images, st.next_inode)
+    }
+
+    /// A file system that starts from `ns` and these file contents, all
+    /// durable.
+    fn booted(ns: BTreeMap<PathBuf, Node>, images: HashMap<u64, Vec<u8>>, next_inode: u64) -> SimStorage {
+        let inodes = images
+            .into_iter()
+            .map(|(id, image)| {
+                let inode = Inode {
+                    live: Live::Bytes(image.clone()),
+                    durable: image,
+                };
+                (id, inode)
+            })
+            .collect();
+        let state = State {
             live: ns.clone(),
             durable: ns,
             inodes,
-            next_inode: st.next_inode,
+            next_inode,
             ..State::default()
         };
         SimStorage {
             inner: Arc::new(SimInner {
-                state: Mutex::new(next),
+                state: Mutex::new(state),
             }),
         }
     }
@@ -235,32 +244,8 @@ impl SimStorage {
     /// survives, as the page cache does after SIGKILL.
     pub fn process_crash(&self) -> SimStorage {
         let st = self.inner.state.lock();
-        let inodes = st
-            .inodes
-            .iter()
-            .map(|(id, inode)| {
-                let live = inode.live_bytes();
-                (
-                    *id,
-                    Inode {
-                        live: Live::Bytes(live.clone()),
-                        durable: live,
-                    },
-                )
-            })
-            .collect();
-        let next = State {
-            live: st.live.clone(),
-            durable: st.live.clone(),
-            inodes,
-            next_inode: st.next_inode,
-            ..State::default()
-        };
-        SimStorage {
-            inner: Arc::new(SimInner {
-                state: Mutex::new(next),
-            }),
-        }
+        let images = st.inodes.iter().map(|(id, inode)| (*id, inode.live_bytes())).collect();
+        Self::booted(st.live.clone(), images, st.next_inode)
     }
 
     /// Makes the `n`-th sync from now (0 = the next one) fail with an I/O

@@ -2,19 +2,21 @@
 
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 use crate::durability::GroupCommit;
 use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::message::Message;
+use crate::queue_group::{GroupTable, QueueMember, QueueOptions};
 use crate::reader::Messages;
 use crate::segment::Segment;
 use crate::segments::SegmentList;
+use crate::subscriber::{StartAt, Subscriber, Subscriptions};
 use crate::writer::Writer;
 
 /// Nanoseconds since the Unix epoch (0 if the clock is before it).
@@ -40,6 +42,52 @@ pub(crate) struct ChannelCore {
     pub(crate) last_timestamp: AtomicU64,
     pub(crate) group: GroupCommit,
     pub(crate) deleted: AtomicBool,
+    /// Durable subscriber state of the store.
+    pub(crate) subs: Arc<Subscriptions>,
+    /// Blocked receivers wait here; publishers notify only when one waits.
+    pub(crate) arrivals: Arrivals,
+    /// Queue groups with a member open.
+    pub(crate) groups: GroupTable,
+}
+
+/// Wakes blocked receivers on publish, without a cost when none waits.
+#[derive(Default)]
+pub(crate) struct Arrivals {
+    waiters: AtomicUsize,
+    lock: Mutex<()>,
+    cond: Condvar,
+}
+
+impl Arrivals {
+    /// Wakes every waiter (after a publish, an ack, a close or a delete).
+    #[inline]
+    pub(crate) fn wake(&self) {
+        // Pairs with the fence in `wait_until`: either the waiter sees the
+        // new state, or we see the waiter.
+        fence(Ordering::SeqCst);
+        if self.waiters.load(Ordering::Relaxed) > 0 {
+            let _g = self.lock.lock();
+            self.cond.notify_all();
+        }
+    }
+
+    /// Blocks until `ready()` holds, a wake-up, or `deadline`. Returns
+    /// false on timeout.
+    pub(crate) fn wait_until(&self, ready: impl Fn() -> bool, deadline: Option<Instant>) -> bool {
+        self.waiters.fetch_add(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        let mut g = self.lock.lock();
+        let mut timed_out = false;
+        if !ready() {
+            match deadline {
+                Some(d) => timed_out = self.cond.wait_until(&mut g, d).timed_out(),
+                None => self.cond.wait(&mut g),
+            }
+        }
+        drop(g);
+        self.waiters.fetch_sub(1, Ordering::Relaxed);
+        !timed_out
+    }
 }
 
 impl ChannelCore {
@@ -218,5 +266,54 @@ impl Channel {
     /// sync with concurrent callers.
     pub fn sync(&self) -> Result<()> {
         self.core.sync_through(self.last_seq())
+    }
+
+    /// Opens the durable subscriber `name`, creating it at `start` if it
+    /// does not exist (`start` is ignored afterwards: delivery resumes after
+    /// the committed position). Names follow the channel name rules.
+    ///
+    /// Errors: `SubscriberInUse` if a handle is already open,
+    /// `TooManySubscribers` past `Options::max_subscribers`, `OutOfRange`
+    /// for `StartAt::Seq` past `last_seq() + 1`, `SubscriberKind` if the
+    /// name is a queue group.
+    pub fn subscribe(&self, name: &str, start: StartAt) -> Result<Subscriber> {
+        Subscriber::open(Arc::clone(&self.core), name, start)
+    }
+
+    /// Joins the queue group `group` with default [`QueueOptions`],
+    /// creating it at `start` if it does not exist. Members share one
+    /// durable position; each message goes to one member.
+    pub fn queue_subscribe(&self, group: &str, start: StartAt) -> Result<QueueMember> {
+        self.queue_subscribe_with(group, start, QueueOptions::default())
+    }
+
+    /// As [`queue_subscribe`](Self::queue_subscribe) with explicit options
+    /// (they apply to the group while it has a member open; the first
+    /// member's options win). `InvalidOption` for a zero or huge `ack_wait`
+    /// or a zero `max_in_flight`.
+    pub fn queue_subscribe_with(&self, group: &str, start: StartAt, opts: QueueOptions) -> Result<QueueMember> {
+        crate::catalog::validate_name(group)?;
+        QueueMember::join(Arc::clone(&self.core), group, start, opts)
+    }
+
+    /// Names of the channel's durable subscribers and queue groups, sorted.
+    pub fn subscriber_names(&self) -> Vec<String> {
+        self.core.subs.names_for(self.core.id)
+    }
+
+    /// Deletes the durable subscriber or queue group `name` (which must not
+    /// be open). `NoSuchSubscriber` if there is none.
+    pub fn remove_subscriber(&self, name: &str) -> Result<()> {
+        crate::catalog::validate_name(name)?;
+        self.core.check_live()?;
+        let key = (self.core.id, name.to_string());
+        let _attached = self.core.subs.attach(key.clone(), &self.core.name)?;
+        if self.core.subs.get(&key).is_none() {
+            return Err(Error::NoSuchSubscriber {
+                channel: self.core.name.clone(),
+                name: name.to_string(),
+            });
+        }
+        self.core.subs.remove(&key)
     }
 }

@@ -97,6 +97,60 @@ pub enum Error {
     },
     /// The store was closed.
     Closed,
+    /// A handle to this durable subscriber is already open.
+    SubscriberInUse {
+        /// Channel name.
+        channel: String,
+        /// Subscriber name.
+        name: String,
+    },
+    /// The name belongs to a subscriber of the other kind (plain vs queue group).
+    SubscriberKind {
+        /// Subscriber name.
+        name: String,
+        /// What this call needed.
+        expected: &'static str,
+    },
+    /// The channel already has `Options::max_subscribers` subscribers.
+    TooManySubscribers {
+        /// Channel name.
+        channel: String,
+        /// The limit.
+        max: usize,
+    },
+    /// No durable subscriber of that name on that channel.
+    NoSuchSubscriber {
+        /// Channel name.
+        channel: String,
+        /// Subscriber name.
+        name: String,
+    },
+    /// A commit past the last published message.
+    CommitBeyondEnd {
+        /// The seq given.
+        requested: u64,
+        /// The channel's last seq.
+        last: u64,
+    },
+    /// A commit below the subscriber's committed position.
+    CommitBehind {
+        /// The seq given.
+        requested: u64,
+        /// The committed position.
+        committed: u64,
+    },
+    /// Subscriber state larger than `Options::max_state`.
+    StateTooLarge {
+        /// The state's length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// An ack for a message that is not in flight to this queue member.
+    NotDelivered {
+        /// The seq acked.
+        seq: u64,
+    },
 }
 
 impl Error {
@@ -185,6 +239,36 @@ impl fmt::Display for Error {
             }
             Error::NoSuchChannel { name } => write!(f, "no channel named {name:?} exists"),
             Error::Closed => write!(f, "the store was closed"),
+            Error::SubscriberInUse { channel, name } => write!(
+                f,
+                "subscriber {name:?} of channel {channel:?} is already open; close the other handle first"
+            ),
+            Error::SubscriberKind { name, expected } => {
+                write!(f, "subscriber {name:?} exists but is not {expected}; use another name")
+            }
+            Error::TooManySubscribers { channel, max } => write!(
+                f,
+                "channel {channel:?} already has {max} subscribers (Options::max_subscribers); unsubscribe one or raise the limit"
+            ),
+            Error::NoSuchSubscriber { channel, name } => {
+                write!(f, "channel {channel:?} has no subscriber named {name:?}")
+            }
+            Error::CommitBeyondEnd { requested, last } => write!(
+                f,
+                "cannot commit sequence {requested}: the channel's last message is {last}"
+            ),
+            Error::CommitBehind { requested, committed } => write!(
+                f,
+                "cannot commit sequence {requested}: the subscriber already committed {committed}, and positions only move forward"
+            ),
+            Error::StateTooLarge { len, max } => write!(
+                f,
+                "subscriber state of {len} bytes exceeds the maximum of {max} bytes (Options::max_state)"
+            ),
+            Error::NotDelivered { seq } => write!(
+                f,
+                "cannot ack sequence {seq}: it is not in flight to this queue member (never delivered to it, already acked, or redelivered elsewhere after ack_wait)"
+            ),
         }
     }
 }

@@ -68,6 +68,7 @@ mod message;
 mod mmap;
 mod options;
 mod prefault;
+mod queue_group;
 mod reader;
 mod record;
 mod recovery;
@@ -75,6 +76,7 @@ mod segment;
 mod segments;
 mod storage;
 mod store;
+mod subscriber;
 mod writer;
 
 pub use catalog::MAX_NAME_LEN;
@@ -82,13 +84,15 @@ pub use channel::Channel;
 pub use error::{Error, Result};
 pub use message::Message;
 pub use options::{
-    Options, RecoveryMode, SyncPolicy, DEFAULT_INDEX_INTERVAL, DEFAULT_MAX_PAYLOAD, DEFAULT_SEGMENT_SIZE,
-    MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE,
+    Options, RecoveryMode, SyncPolicy, DEFAULT_INDEX_INTERVAL, DEFAULT_MAX_PAYLOAD, DEFAULT_MAX_STATE,
+    DEFAULT_MAX_SUBSCRIBERS, DEFAULT_SEGMENT_SIZE, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE,
 };
+pub use queue_group::{Delivery, QueueMember, QueueOptions};
 pub use reader::Messages;
 pub use recovery::{ChannelRecovery, LostRange};
 pub use segment::SEGMENT_HEADER_LEN;
 pub use store::Store;
+pub use subscriber::{StartAt, Subscriber};
 
 /// Simulated storage for crash testing (your application's too).
 pub mod sim {

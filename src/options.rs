@@ -54,8 +54,16 @@ pub struct Options {
     max_payload: Option<u32>,
     sync: SyncPolicy,
     recovery: RecoveryMode,
+    max_subscribers: usize,
+    max_state: usize,
     storage: Storage,
 }
+
+/// Default maximum number of durable subscribers (and queue groups) per
+/// channel.
+pub const DEFAULT_MAX_SUBSCRIBERS: usize = 1000;
+/// Default maximum size of a subscriber's committed state: 1 MiB.
+pub const DEFAULT_MAX_STATE: usize = 1 << 20;
 
 /// Default segment size: 64 MiB.
 pub const DEFAULT_SEGMENT_SIZE: u64 = 64 << 20;
@@ -78,6 +86,8 @@ impl Default for Options {
             max_payload: None,
             sync: SyncPolicy::Interval(Duration::from_secs(1)),
             recovery: RecoveryMode::Strict,
+            max_subscribers: DEFAULT_MAX_SUBSCRIBERS,
+            max_state: DEFAULT_MAX_STATE,
             storage: Storage::Real(RealStorage),
         }
     }
@@ -91,6 +101,8 @@ impl fmt::Debug for Options {
             .field("max_payload", &self.max_payload)
             .field("sync", &self.sync)
             .field("recovery", &self.recovery)
+            .field("max_subscribers", &self.max_subscribers)
+            .field("max_state", &self.max_state)
             .field("storage", &self.storage)
             .finish()
     }
@@ -129,6 +141,30 @@ impl Options {
     pub fn recovery_mode(mut self, mode: RecoveryMode) -> Self {
         self.recovery = mode;
         self
+    }
+
+    /// Most durable subscribers (plain and queue groups) per channel;
+    /// `TooManySubscribers` past it.
+    pub fn max_subscribers(mut self, n: usize) -> Self {
+        self.max_subscribers = n;
+        self
+    }
+
+    /// Largest subscriber state a commit accepts, in bytes (at most
+    /// 64 MiB); `StateTooLarge` past it.
+    pub fn max_state(mut self, bytes: usize) -> Self {
+        self.max_state = bytes;
+        self
+    }
+
+    /// The configured subscriber limit.
+    pub fn get_max_subscribers(&self) -> usize {
+        self.max_subscribers
+    }
+
+    /// The configured state limit.
+    pub fn get_max_state(&self) -> usize {
+        self.max_state
     }
 
     /// Run on a simulated file system instead of real files, for crash
@@ -201,6 +237,12 @@ impl Options {
                     self.segment_size,
                     room.min(u64::from(crate::record::MAX_LEN))
                 ),
+            ));
+        }
+        if self.max_state > 64 << 20 {
+            return Err(Error::invalid_option(
+                "max_state",
+                format!("{} bytes is above the supported 64 MiB", self.max_state),
             ));
         }
         if let SyncPolicy::Interval(d) = self.sync {

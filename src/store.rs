@@ -8,7 +8,7 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 
 use crate::catalog::{validate_name, Catalog, ChannelEntry};
-use crate::channel::{Channel, ChannelCore};
+use crate::channel::{Arrivals, Channel, ChannelCore};
 use crate::durability::{dirty, Flusher, GroupCommit};
 use crate::env::Env;
 use crate::error::{Error, Result};
@@ -18,6 +18,7 @@ use crate::recovery::{recover_channel, ChannelRecovery, RecoveredChannel};
 use crate::segment::SEGMENT_HEADER_LEN;
 use crate::segments::SegmentList;
 use crate::storage::{LockGuard, Storage};
+use crate::subscriber::{Subscriber, Subscriptions};
 use crate::writer::Writer;
 
 /// An open store: a directory of channels, owned by one `Store` at a time.
@@ -37,6 +38,8 @@ pub(crate) struct StoreShared {
     lock: Mutex<Option<LockGuard>>,
     closed: AtomicBool,
     report: Vec<ChannelRecovery>,
+    subs: Arc<Subscriptions>,
+    subscribers_truncated: u64,
 }
 
 impl std::fmt::Debug for Store {
@@ -67,7 +70,14 @@ fn remove_channel_dir(storage: &Storage, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn new_core(env: &Arc<Env>, name: &str, id: u64, dir: PathBuf, rec: RecoveredChannel) -> Arc<ChannelCore> {
+fn new_core(
+    env: &Arc<Env>,
+    subs: &Arc<Subscriptions>,
+    name: &str,
+    id: u64,
+    dir: PathBuf,
+    rec: RecoveredChannel,
+) -> Arc<ChannelCore> {
     let last = rec.writer.next_seq - 1;
     Arc::new(ChannelCore {
         env: Arc::clone(env),
@@ -83,6 +93,9 @@ fn new_core(env: &Arc<Env>, name: &str, id: u64, dir: PathBuf, rec: RecoveredCha
         last_timestamp: AtomicU64::new(rec.last_timestamp),
         group: GroupCommit::default(),
         deleted: AtomicBool::new(false),
+        subs: Arc::clone(subs),
+        arrivals: Arrivals::default(),
+        groups: Default::default(),
     })
 }
 
@@ -137,13 +150,15 @@ impl Store {
             storage.sync_dir(&chans)?;
         }
 
+        let live_ids = catalog.channels.values().map(|e| e.id).collect();
+        let (subs, subscribers_truncated) = Subscriptions::open(Arc::clone(&env), &live_ids)?;
         let mut channels = HashMap::new();
         let mut report = Vec::new();
         for (name, entry) in &catalog.channels {
             let dir = channel_dir(&root, entry.id);
             let rec = recover_channel(&env, &dir, name, entry.id, entry.first_seq)?;
             report.push(rec.report.clone());
-            channels.insert(name.clone(), new_core(&env, name, entry.id, dir, rec));
+            channels.insert(name.clone(), new_core(&env, &subs, name, entry.id, dir, rec));
         }
 
         let shared = Arc::new(StoreShared {
@@ -155,6 +170,8 @@ impl Store {
             lock: Mutex::new(Some(lock)),
             closed: AtomicBool::new(false),
             report,
+            subs,
+            subscribers_truncated,
         });
         if matches!(storage, Storage::Real(_)) {
             let prefaulter = Prefaulter::start()?;
@@ -218,7 +235,7 @@ impl Store {
             last_timestamp: 0,
             report: ChannelRecovery::default(),
         };
-        let core = new_core(env, name, id, dir, rec);
+        let core = new_core(env, &self.shared.subs, name, id, dir, rec);
         self.shared.channels.write().insert(name.to_string(), Arc::clone(&core));
         Ok(Channel { core })
     }
@@ -260,6 +277,8 @@ impl Store {
             // Under the writer lock, so no publish is half-way through.
             let _writer = core.writer.lock();
             core.deleted.store(true, Ordering::Release);
+            self.shared.subs.forget_channel(core.id);
+            core.arrivals.wake();
             drop(_writer);
             // Already deleted for good (the catalog says so); leftovers of a
             // failure here are removed at the next open.
@@ -277,7 +296,21 @@ impl Store {
         for core in channels {
             core.sync_through(core.last_seq.load(Ordering::Acquire))?;
         }
-        Ok(())
+        self.shared.subs.sync()
+    }
+
+    /// Commits several subscribers (on one or several channels of this
+    /// store) and one state blob in one atomic step: after any crash either
+    /// all of these positions (each with `state`) are committed, or none.
+    /// Each subscriber's checks and durability are as for
+    /// [`Subscriber::commit`].
+    pub fn commit_all(&self, commits: &[(&Subscriber, u64)], state: &[u8]) -> Result<()> {
+        crate::subscriber::commit_all(commits, state)
+    }
+
+    /// Bytes of a torn tail cut from the subscribers log at open.
+    pub fn subscribers_log_truncated(&self) -> u64 {
+        self.shared.subscribers_truncated
     }
 
     /// What recovery found and did when this store was opened.
@@ -315,6 +348,9 @@ impl StoreShared {
         for core in dirty(&channels) {
             core.sync_through(core.last_seq.load(Ordering::Acquire))?;
         }
+        if self.subs.is_dirty() {
+            self.subs.sync()?;
+        }
         Ok(())
     }
 
@@ -347,7 +383,13 @@ impl StoreShared {
                 }
             }
         }
+        if result.is_ok() {
+            result = self.subs.sync();
+        }
         self.env.mark_closed();
+        for core in &channels {
+            core.arrivals.wake();
+        }
         // Writers finish their copy before the lock goes.
         for core in &channels {
             drop(core.writer.lock());

@@ -112,6 +112,7 @@ impl ChannelCore {
             }
             first..=w.next_seq - 1
         };
+        self.arrivals.wake();
         if self.env.opts.get_sync_policy() == SyncPolicy::Always {
             self.sync_through(*range.end())?;
         }

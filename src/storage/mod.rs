@@ -21,6 +21,48 @@ pub(crate) enum Storage {
     Sim(Arc<sim::SimInner>),
 }
 
+/// A file written by appending (the subscribers log).
+pub(crate) enum LogFile {
+    Real(std::fs::File, PathBuf),
+    Sim(Arc<sim::SimInner>, PathBuf),
+}
+
+impl LogFile {
+    fn path(&self) -> &Path {
+        match self {
+            LogFile::Real(_, p) | LogFile::Sim(_, p) => p,
+        }
+    }
+
+    /// Appends `data` at the end (not synced).
+    pub(crate) fn append(&mut self, data: &[u8]) -> Result<()> {
+        use std::io::Write;
+        let r = match self {
+            LogFile::Real(f, _) => f.write_all(data),
+            LogFile::Sim(s, p) => s.append(p, data),
+        };
+        r.map_err(|e| Error::io("append", self.path(), e))
+    }
+
+    /// fdatasync.
+    pub(crate) fn sync(&self) -> Result<()> {
+        let r = match self {
+            LogFile::Real(f, _) => f.sync_data(),
+            LogFile::Sim(s, p) => s.sync_file(p),
+        };
+        r.map_err(|e| Error::io("sync file", self.path(), e))
+    }
+
+    /// Cuts the file to `len` bytes (not synced).
+    pub(crate) fn truncate(&mut self, len: u64) -> Result<()> {
+        let r = match self {
+            LogFile::Real(f, _) => f.set_len(len),
+            LogFile::Sim(s, p) => s.set_len(p, len),
+        };
+        r.map_err(|e| Error::io("truncate", self.path(), e))
+    }
+}
+
 /// Held while a store is open; dropping it releases the lock.
 pub(crate) enum LockGuard {
     Real(#[allow(dead_code)] std::fs::File),
@@ -118,6 +160,24 @@ impl Storage {
     /// Maps an existing file over its whole length.
     pub(crate) fn open_region(&self, path: &Path, records_start: usize) -> Result<RegionParts> {
         dispatch!(self, s => s.open_region(path, records_start)).map_err(|e| Error::io("map segment", path, e))
+    }
+
+    /// Opens `path` for appending, creating it empty if missing.
+    pub(crate) fn open_log(&self, path: &Path) -> Result<LogFile> {
+        match self {
+            Storage::Real(_) => std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map(|f| LogFile::Real(f, path.to_path_buf()))
+                .map_err(|e| Error::io("open", path, e)),
+            Storage::Sim(s) => {
+                if !s.exists(path) {
+                    s.write_file(path, &[]).map_err(|e| Error::io("create", path, e))?;
+                }
+                Ok(LogFile::Sim(Arc::clone(s), path.to_path_buf()))
+            }
+        }
     }
 
     /// Takes the exclusive lock at `path`, writing our pid into it.

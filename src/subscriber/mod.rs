@@ -1,0 +1,387 @@
+//! Durable subscribers: a named position on a channel, committed together
+//! with the subscriber's own state in one atomic step.
+
+mod log;
+mod registry;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, MutexGuard};
+
+use crate::catalog::validate_name;
+use crate::channel::{now_ns, ChannelCore};
+use crate::error::{Error, Result};
+use crate::message::Message;
+use crate::reader::Messages;
+
+pub(crate) use log::{Position, SubKind};
+pub(crate) use registry::{Durable, InUse, SubKey, Subscriptions};
+
+/// Where a subscriber starts the first time it is created. Afterwards it
+/// always resumes after its committed position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartAt {
+    /// The first retained message.
+    First,
+    /// The last message (it is delivered), or the next one if the channel
+    /// is empty.
+    Last,
+    /// Only messages published after the subscriber is created.
+    New,
+    /// This sequence number (the first retained one if it is older); at most
+    /// `last_seq() + 1`.
+    Seq(u64),
+    /// The first message with a timestamp at or after this many
+    /// nanoseconds since the Unix epoch.
+    Time(u64),
+    /// The first message at most this long ago.
+    Ago(Duration),
+}
+
+/// Resolves a start position to the first seq to deliver.
+pub(crate) fn start_seq(core: &ChannelCore, start: StartAt) -> Result<u64> {
+    let first = core.first_seq.load(Ordering::Acquire);
+    let last = core.last_seq.load(Ordering::Acquire);
+    let by_time = |ts: u64| -> Result<u64> { Ok(core.seq_at_or_after(ts)?.unwrap_or(last + 1)) };
+    Ok(match start {
+        StartAt::First => first,
+        StartAt::Last => last.max(first),
+        StartAt::New => last + 1,
+        StartAt::Seq(s) if s > last + 1 => return Err(core.out_of_range(s)),
+        StartAt::Seq(s) => s.max(first),
+        StartAt::Time(ts) => by_time(ts)?,
+        StartAt::Ago(d) => by_time(now_ns().saturating_sub(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)))?,
+    })
+}
+
+/// Spins this many times looking for a message before blocking: a message
+/// published within a few microseconds is received without a futex wake-up.
+pub(crate) const SPIN_BEFORE_BLOCKING: u32 = 2_000;
+
+struct SubState {
+    /// Next seq to deliver.
+    next: u64,
+    committed: u64,
+    state: Arc<[u8]>,
+    /// Messages skipped because retention or repair removed them.
+    missed: u64,
+    cursor: Option<Messages>,
+}
+
+/// A durable subscriber. Delivery resumes after the committed position when
+/// the subscriber is opened again, after a restart or a crash.
+///
+/// Only one handle per durable subscriber is open at a time. Methods take
+/// `&self`; the handle can be shared between threads.
+pub struct Subscriber {
+    core: Arc<ChannelCore>,
+    name: String,
+    st: Mutex<SubState>,
+    _attached: InUse,
+}
+
+impl std::fmt::Debug for Subscriber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let st = self.st.lock();
+        f.debug_struct("Subscriber")
+            .field("channel", &self.core.name)
+            .field("name", &self.name)
+            .field("committed", &st.committed)
+            .field("next", &st.next)
+            .finish()
+    }
+}
+
+/// Checks `max_subscribers` and validates the name before a subscriber is
+/// created.
+pub(crate) fn check_new(core: &ChannelCore, name: &str) -> Result<()> {
+    validate_name(name)?;
+    let max = core.env.opts.get_max_subscribers();
+    if core.subs.count_for(core.id) >= max {
+        return Err(Error::TooManySubscribers {
+            channel: core.name.clone(),
+            max,
+        });
+    }
+    Ok(())
+}
+
+impl Subscriber {
+    pub(crate) fn open(core: Arc<ChannelCore>, name: &str, start: StartAt) -> Result<Subscriber> {
+        validate_name(name)?;
+        core.check_live()?;
+        let key: SubKey = (core.id, name.to_string());
+        let attached = core.subs.attach(key.clone(), &core.name)?;
+        let durable = match core.subs.get(&key) {
+            Some(d) if d.kind == SubKind::Plain => d,
+            Some(_) => {
+                return Err(Error::SubscriberKind {
+                    name: name.to_string(),
+                    expected: "a plain subscriber",
+                })
+            }
+            None => {
+                check_new(&core, name)?;
+                let position = start_seq(&core, start)? - 1;
+                let state: Arc<[u8]> = Arc::from(&[][..]);
+                core.subs.commit(
+                    vec![Position {
+                        channel_id: core.id,
+                        name: name.to_string(),
+                        kind: SubKind::Plain,
+                        position,
+                        acked_above: Vec::new(),
+                    }],
+                    Arc::clone(&state),
+                )?;
+                Durable {
+                    kind: SubKind::Plain,
+                    position,
+                    acked_above: Vec::new(),
+                    state,
+                }
+            }
+        };
+        Ok(Subscriber {
+            name: name.to_string(),
+            st: Mutex::new(SubState {
+                next: durable.position + 1,
+                committed: durable.position,
+                state: durable.state,
+                missed: 0,
+                cursor: None,
+            }),
+            core,
+            _attached: attached,
+        })
+    }
+
+    /// The subscriber's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The committed position and the state committed with it.
+    pub fn committed(&self) -> (u64, Arc<[u8]>) {
+        let st = self.st.lock();
+        (st.committed, Arc::clone(&st.state))
+    }
+
+    /// The next sequence number `recv` looks for.
+    pub fn next_seq(&self) -> u64 {
+        self.st.lock().next
+    }
+
+    /// How many messages this handle skipped because they were no longer
+    /// there (removed by retention, or lost to damage and repaired).
+    pub fn missed(&self) -> u64 {
+        self.st.lock().missed
+    }
+
+    fn live(&self) -> Result<MutexGuard<'_, SubState>> {
+        self.core.check_live()?;
+        Ok(self.st.lock())
+    }
+
+    /// The next message if one is there, without blocking.
+    pub fn try_recv(&self) -> Result<Option<Message>> {
+        let mut st = self.live()?;
+        self.next_message(&mut st)
+    }
+
+    fn next_message(&self, st: &mut SubState) -> Result<Option<Message>> {
+        loop {
+            let first = self.core.first_seq.load(Ordering::Acquire);
+            if st.next < first {
+                st.missed += first - st.next;
+                st.next = first;
+                st.cursor = None;
+            }
+            let positioned = st.cursor.as_ref().is_some_and(|c| c.next_seq() == st.next);
+            if !positioned {
+                st.cursor = Some(Messages::new(Arc::clone(&self.core), st.next));
+            }
+            let Some(cursor) = st.cursor.as_mut() else {
+                return Ok(None);
+            };
+            match cursor.next() {
+                None => return Ok(None),
+                Some(Ok(m)) => {
+                    st.next = m.seq() + 1;
+                    return Ok(Some(m));
+                }
+                Some(Err(Error::Lost { last_lost, .. })) => {
+                    st.missed += last_lost + 1 - st.next;
+                    st.next = last_lost + 1;
+                }
+                // Retention moved the first seq under the cursor: go round.
+                Some(Err(Error::OutOfRange { requested, first, .. })) if requested < first => st.cursor = None,
+                Some(Err(e)) => {
+                    st.cursor = None;
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Waits for the next message for at most `timeout`; `None` if none came.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Option<Message>> {
+        self.recv_until(Some(Instant::now() + timeout))
+    }
+
+    /// Waits for the next message. A blocked receiver is woken by a publish
+    /// and costs no CPU while it waits.
+    pub fn recv(&self) -> Result<Message> {
+        loop {
+            if let Some(m) = self.recv_until(None)? {
+                return Ok(m);
+            }
+        }
+    }
+
+    fn recv_until(&self, deadline: Option<Instant>) -> Result<Option<Message>> {
+        loop {
+            let next = {
+                let mut st = self.live()?;
+                if let Some(m) = self.next_message(&mut st)? {
+                    return Ok(Some(m));
+                }
+                st.next
+            };
+            if !wait_for_seq(&self.core, next, deadline) {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// A blocking iterator over messages (ends only on error).
+    pub fn iter(&self) -> impl Iterator<Item = Result<Message>> + '_ {
+        std::iter::from_fn(move || Some(self.recv()))
+    }
+
+    /// Commits `seq` as processed together with `state`, atomically: after
+    /// any crash the subscriber comes back with exactly this pair or an
+    /// earlier committed one, never a mix.
+    ///
+    /// Durability: the channel is first made durable through `seq` (so a
+    /// committed position never points past the durable log); the commit
+    /// itself is durable when this returns under `SyncPolicy::Always`,
+    /// within the interval under `Interval`, at the next `Store::sync`
+    /// under `Never`.
+    ///
+    /// Errors: `CommitBeyondEnd` past the last message, `CommitBehind` below
+    /// the committed position, `StateTooLarge` past `Options::max_state`.
+    pub fn commit(&self, seq: u64, state: &[u8]) -> Result<()> {
+        let mut st = self.live()?;
+        let entry = self.check_commit(&st, seq, state.len())?;
+        self.core.sync_through(seq)?;
+        let state: Arc<[u8]> = Arc::from(state);
+        self.core.subs.commit(vec![entry], Arc::clone(&state))?;
+        Self::committed_now(&mut st, seq, state);
+        Ok(())
+    }
+
+    fn check_commit(&self, st: &SubState, seq: u64, state_len: usize) -> Result<Position> {
+        let max = self.core.env.opts.get_max_state();
+        if state_len > max {
+            return Err(Error::StateTooLarge { len: state_len, max });
+        }
+        let last = self.core.last_seq.load(Ordering::Acquire);
+        if seq > last {
+            return Err(Error::CommitBeyondEnd { requested: seq, last });
+        }
+        if seq < st.committed {
+            return Err(Error::CommitBehind {
+                requested: seq,
+                committed: st.committed,
+            });
+        }
+        Ok(Position {
+            channel_id: self.core.id,
+            name: self.name.clone(),
+            kind: SubKind::Plain,
+            position: seq,
+            acked_above: Vec::new(),
+        })
+    }
+
+    fn committed_now(st: &mut SubState, seq: u64, state: Arc<[u8]>) {
+        st.committed = seq;
+        st.state = state;
+        if st.next <= seq {
+            st.next = seq + 1;
+        }
+    }
+
+    /// Closes this handle (as dropping it does); the durable position and
+    /// state stay. Taking `self` makes using a closed subscriber a compile
+    /// error rather than a runtime one.
+    pub fn close(self) {}
+
+    /// Deletes the durable subscriber: its position and state are gone, and
+    /// subscribing with the same name starts afresh.
+    pub fn unsubscribe(self) -> Result<()> {
+        let _st = self.live()?;
+        self.core.subs.remove(&(self.core.id, self.name.clone()))
+    }
+}
+
+/// Blocks until the channel holds `seq` (after a short spin), a wake-up or
+/// the deadline; false on timeout.
+pub(crate) fn wait_for_seq(core: &ChannelCore, seq: u64, deadline: Option<Instant>) -> bool {
+    let ready = || {
+        core.last_seq.load(Ordering::Acquire) >= seq
+            || core.deleted.load(Ordering::Acquire)
+            || core.env.check_writable().is_err()
+    };
+    for _ in 0..SPIN_BEFORE_BLOCKING {
+        if ready() {
+            return true;
+        }
+        std::hint::spin_loop();
+    }
+    core.arrivals.wait_until(ready, deadline)
+}
+
+/// Commits several subscribers (on one or several channels) and one state
+/// blob in one atomic step; see [`Store::commit_all`](crate::Store::commit_all).
+pub(crate) fn commit_all(subs: &[(&Subscriber, u64)], state: &[u8]) -> Result<()> {
+    let Some((first, _)) = subs.first() else {
+        return Ok(());
+    };
+    let registry = Arc::clone(&first.core.subs);
+    // Lock in a fixed order so concurrent commit_all calls cannot deadlock.
+    let mut order: Vec<usize> = (0..subs.len()).collect();
+    order.sort_by_key(|&i| (subs[i].0.core.id, subs[i].0.name.as_str()));
+    if order.windows(2).any(|w| std::ptr::eq(subs[w[0]].0, subs[w[1]].0)) {
+        return Err(Error::invalid_option("commit_all", "a subscriber appears twice"));
+    }
+    let mut guards = Vec::with_capacity(subs.len());
+    for &i in &order {
+        let (sub, _) = subs[i];
+        if !Arc::ptr_eq(&sub.core.subs, &registry) {
+            return Err(Error::invalid_option(
+                "commit_all",
+                "subscribers belong to different stores",
+            ));
+        }
+        guards.push((i, sub.live()?));
+    }
+    let mut entries = Vec::with_capacity(subs.len());
+    for (i, st) in &guards {
+        let (sub, seq) = subs[*i];
+        entries.push(sub.check_commit(st, seq, state.len())?);
+    }
+    for (i, _) in &guards {
+        let (sub, seq) = subs[*i];
+        sub.core.sync_through(seq)?;
+    }
+    let state: Arc<[u8]> = Arc::from(state);
+    registry.commit(entries, Arc::clone(&state))?;
+    for (i, st) in &mut guards {
+        Subscriber::committed_now(st, subs[*i].1, Arc::clone(&state));
+    }
+    Ok(())
+}

@@ -208,10 +208,7 @@ pub(crate) fn decode(bytes: &[u8], path: &Path) -> Result<Decoded> {
     }
     let mut records = Vec::new();
     let mut at = LOG_HEADER_LEN;
-    loop {
-        let Some(head) = bytes.get(at..at + RECORD_HEADER_LEN) else {
-            break;
-        };
+    while let Some(head) = bytes.get(at..at + RECORD_HEADER_LEN) {
         let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
         let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
         let Some(body) = bytes.get(at + RECORD_HEADER_LEN..at + RECORD_HEADER_LEN + len) else {

@@ -160,12 +160,21 @@ fn queue_bad_input() {
         ));
     }
     let m = ch.queue_subscribe("w", StartAt::First).unwrap();
-    assert!(matches!(m.ack(1), Err(Error::NotDelivered { seq: 1 })), "not delivered yet");
+    assert!(
+        matches!(m.ack(1), Err(Error::NotDelivered { seq: 1 })),
+        "not delivered yet"
+    );
     let d = m.try_recv().unwrap().unwrap();
     m.ack(d.seq()).unwrap();
     assert!(matches!(m.ack(d.seq()), Err(Error::NotDelivered { .. })), "acked twice");
     assert!(matches!(m.ack(99), Err(Error::NotDelivered { seq: 99 })));
-    assert!(matches!(ch.queue_subscribe("", StartAt::First), Err(Error::InvalidName { .. })));
+    assert!(matches!(
+        ch.queue_subscribe("", StartAt::First),
+        Err(Error::InvalidName { .. })
+    ));
     drop(m);
-    assert!(matches!(ch.subscribe("w", StartAt::First), Err(Error::SubscriberKind { .. })));
+    assert!(matches!(
+        ch.subscribe("w", StartAt::First),
+        Err(Error::SubscriberKind { .. })
+    ));
 }

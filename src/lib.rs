@@ -26,6 +26,32 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # Subscribers
+//!
+//! A durable subscriber commits its position together with its own state in
+//! one atomic step, and gets both back after any crash:
+//!
+//! ```
+//! # let dir = tempfile::tempdir()?;
+//! # let store = spool::Store::open(dir.path(), spool::Options::default())?;
+//! let numbers = store.channel("numbers")?;
+//! numbers.publish_batch(&[1u64.to_le_bytes(), 2u64.to_le_bytes()])?;
+//! let summer = numbers.subscribe("summer", spool::StartAt::First)?;
+//! let (_, state) = summer.committed();
+//! let mut sum = 0u64;
+//! while let Some(msg) = summer.try_recv()? {
+//!     sum += u64::from_le_bytes(msg.payload().try_into()?);
+//!     summer.commit(msg.seq(), &sum.to_le_bytes())?; // position + state
+//! }
+//! assert!(state.is_empty());
+//! assert_eq!(summer.committed().0, 2);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Queue groups ([`Channel::queue_subscribe`]) share one position among
+//! members, hand each message to one member and redeliver what is not
+//! acked in time.
+//!
 //! # Durability
 //!
 //! Every write API documents two levels:

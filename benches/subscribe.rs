@@ -77,7 +77,11 @@ fn commits(c: &mut Criterion) {
     let state = [0x42u8; 64];
     let mut group = c.benchmark_group("commit64");
     for policy in [SyncPolicy::Never, SyncPolicy::Always] {
-        let label = if policy == SyncPolicy::Always { "sync_each" } else { "no_sync" };
+        let label = if policy == SyncPolicy::Always {
+            "sync_each"
+        } else {
+            "no_sync"
+        };
         let (_dir, store) = open(policy);
         let ch = store.channel("c").expect("channel");
         let batch: Vec<&[u8]> = vec![b"m"; 1000];

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::codec::ByteReader;
 use crate::error::{Error, Result};
 use crate::storage::Storage;
 
@@ -60,31 +61,6 @@ pub(crate) fn validate_name(name: &str) -> Result<()> {
     })
 }
 
-struct Cursor<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let out = self.bytes.get(self.at..self.at.checked_add(n)?)?;
-        self.at += n;
-        Some(out)
-    }
-
-    fn u16(&mut self) -> Option<u16> {
-        Some(u16::from_le_bytes(self.take(2)?.try_into().ok()?))
-    }
-
-    fn u32(&mut self) -> Option<u32> {
-        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
-    }
-
-    fn u64(&mut self) -> Option<u64> {
-        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
-    }
-}
-
 impl Catalog {
     pub(crate) fn path(root: &Path) -> PathBuf {
         root.join("catalog")
@@ -118,7 +94,7 @@ impl Catalog {
         if crc32fast::hash(body).to_le_bytes() != crc {
             return Err(bad(body_len, "catalog checksum mismatch"));
         }
-        let mut c = Cursor { bytes: body, at: 0 };
+        let mut c = ByteReader::new(body);
         if c.take(8) != Some(MAGIC.as_slice()) {
             return Err(bad(0, "not a spool catalog (bad magic)"));
         }
@@ -131,7 +107,7 @@ impl Catalog {
         let next_id = c.u64().ok_or_else(|| bad(16, "truncated header"))?;
         let mut channels = BTreeMap::new();
         for _ in 0..count {
-            let at = c.at;
+            let at = c.position();
             let (Some(id), Some(first_seq), Some(len)) = (c.u64(), c.u64(), c.u16()) else {
                 return Err(bad(at, "truncated channel entry"));
             };
@@ -149,8 +125,8 @@ impl Catalog {
                 return Err(bad(at, "duplicate channel name"));
             }
         }
-        if c.at != body.len() {
-            return Err(bad(c.at, "trailing bytes after the last channel"));
+        if !c.is_done() {
+            return Err(bad(c.position(), "trailing bytes after the last channel"));
         }
         Ok(Catalog { next_id, channels })
     }

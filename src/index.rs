@@ -9,6 +9,8 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
+use crate::codec::{u32_at, u64_at};
+
 const CHUNK_ENTRIES: usize = 512;
 const IDX_MAGIC: &[u8; 8] = b"SPOOLIDX";
 const IDX_VERSION: u16 = 1;
@@ -179,14 +181,6 @@ fn idx_crc(file: &[u8]) -> u32 {
     h.update(file.get(..60).unwrap_or(file));
     h.update(file.get(IDX_HEADER_LEN..).unwrap_or(&[]));
     h.finalize()
-}
-
-fn u64_at(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
-}
-
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
 
 /// What an index file must agree with to be used.

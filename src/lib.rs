@@ -86,6 +86,7 @@
 
 mod catalog;
 mod channel;
+mod codec;
 mod durability;
 mod env;
 mod error;

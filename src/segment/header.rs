@@ -2,6 +2,8 @@
 //! alternating 32-byte slots that record how far the segment is known to be
 //! durable (and whether it is sealed). See docs/format.md.
 
+use crate::codec::{u32_at, u64_at};
+
 /// Magic at the start of every segment.
 pub(crate) const SEGMENT_MAGIC: &[u8; 8] = b"SPOOLSEG";
 /// Segment format version.
@@ -22,14 +24,6 @@ pub(crate) struct FixedHeader {
     pub base_seq: u64,
     pub segment_len: u64,
     pub created_ns: u64,
-}
-
-fn u64_at(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
-}
-
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
 
 impl FixedHeader {

@@ -8,6 +8,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::codec::ByteReader;
 use crate::error::{Error, Result};
 
 /// File name, in the store's root.
@@ -99,45 +100,21 @@ pub(crate) fn encode(rec: &LogRecord) -> Vec<u8> {
     out
 }
 
-struct Reader<'a> {
-    b: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let out = self.b.get(self.at..self.at.checked_add(n)?)?;
-        self.at += n;
-        Some(out)
-    }
-    fn u8(&mut self) -> Option<u8> {
-        self.take(1)?.first().copied()
-    }
-    fn u16(&mut self) -> Option<u16> {
-        Some(u16::from_le_bytes(self.take(2)?.try_into().ok()?))
-    }
-    fn u32(&mut self) -> Option<u32> {
-        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
-    }
-    fn u64(&mut self) -> Option<u64> {
-        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
-    }
-    fn name(&mut self) -> Option<String> {
-        let len = usize::from(self.u16()?);
-        let s = std::str::from_utf8(self.take(len)?).ok()?;
-        (!s.is_empty() && s.len() <= 255 && !s.contains('\0')).then(|| s.to_string())
-    }
+fn name(r: &mut ByteReader<'_>) -> Option<String> {
+    let len = usize::from(r.u16()?);
+    let s = std::str::from_utf8(r.take(len)?).ok()?;
+    (!s.is_empty() && s.len() <= 255 && !s.contains('\0')).then(|| s.to_string())
 }
 
 fn decode_body(body: &[u8]) -> Option<LogRecord> {
-    let mut r = Reader { b: body, at: 0 };
+    let mut r = ByteReader::new(body);
     let rec = match r.u8()? {
         KIND_COMMIT => {
             let count = r.u16()?;
             let mut entries = Vec::new();
             for _ in 0..count {
                 let channel_id = r.u64()?;
-                let name = r.name()?;
+                let name = name(&mut r)?;
                 let kind = match r.u8()? {
                     0 => SubKind::Plain,
                     1 => SubKind::Queue,
@@ -171,11 +148,11 @@ fn decode_body(body: &[u8]) -> Option<LogRecord> {
         }
         KIND_REMOVE => LogRecord::Remove {
             channel_id: r.u64()?,
-            name: r.name()?,
+            name: name(&mut r)?,
         },
         _ => return None,
     };
-    (r.at == body.len()).then_some(rec)
+    r.is_done().then_some(rec)
 }
 
 /// What reading the log found.

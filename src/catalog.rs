@@ -6,9 +6,11 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::codec::ByteReader;
 use crate::error::{Error, Result};
+use crate::limits::Limits;
 use crate::storage::Storage;
 
 const MAGIC: &[u8; 8] = b"SPOOLCAT";
@@ -25,6 +27,53 @@ pub(crate) struct ChannelEntry {
     pub id: u64,
     /// First retained sequence (advanced by retention).
     pub first_seq: u64,
+    /// The channel's own limits (overrides of the store defaults).
+    pub limits: Limits,
+}
+
+fn ns(d: Option<Duration>) -> u64 {
+    d.map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+fn encode_limits(out: &mut Vec<u8>, l: &Limits) {
+    let mask = u8::from(l.max_msgs.is_some())
+        | u8::from(l.max_bytes.is_some()) << 1
+        | u8::from(l.max_age.is_some()) << 2
+        | u8::from(l.max_subscribers.is_some()) << 3
+        | u8::from(l.max_inactivity.is_some()) << 4;
+    out.push(mask);
+    for v in [
+        l.max_msgs.unwrap_or(0),
+        l.max_bytes.unwrap_or(0),
+        ns(l.max_age),
+        l.max_subscribers.map_or(0, |n| n as u64),
+        ns(l.max_inactivity),
+    ] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+}
+
+fn decode_limits(c: &mut ByteReader<'_>) -> Option<Limits> {
+    let mask = c.u8()?;
+    if mask >> 5 != 0 {
+        return None;
+    }
+    let mut v = [0u64; 5];
+    for slot in &mut v {
+        *slot = c.u64()?;
+    }
+    let has = |bit: u8| mask & (1 << bit) != 0;
+    Some(Limits {
+        max_msgs: has(0).then_some(v[0]),
+        max_bytes: has(1).then_some(v[1]),
+        max_age: has(2).then(|| Duration::from_nanos(v[2])),
+        max_subscribers: if has(3) {
+            Some(usize::try_from(v[3]).ok()?)
+        } else {
+            None
+        },
+        max_inactivity: has(4).then(|| Duration::from_nanos(v[4])),
+    })
 }
 
 /// The decoded catalog.
@@ -76,6 +125,7 @@ impl Catalog {
         for (name, e) in &self.channels {
             out.extend_from_slice(&e.id.to_le_bytes());
             out.extend_from_slice(&e.first_seq.to_le_bytes());
+            encode_limits(&mut out, &e.limits);
             out.extend_from_slice(&(name.len() as u16).to_le_bytes());
             out.extend_from_slice(name.as_bytes());
         }
@@ -108,9 +158,13 @@ impl Catalog {
         let mut channels = BTreeMap::new();
         for _ in 0..count {
             let at = c.position();
-            let (Some(id), Some(first_seq), Some(len)) = (c.u64(), c.u64(), c.u16()) else {
+            let (Some(id), Some(first_seq)) = (c.u64(), c.u64()) else {
                 return Err(bad(at, "truncated channel entry"));
             };
+            let limits = decode_limits(&mut c)
+                .filter(|l| l.validate().is_ok())
+                .ok_or_else(|| bad(at, "invalid channel limits"))?;
+            let len = c.u16().ok_or_else(|| bad(at, "truncated channel entry"))?;
             let name = c
                 .take(usize::from(len))
                 .and_then(|b| std::str::from_utf8(b).ok())
@@ -119,7 +173,7 @@ impl Catalog {
                 return Err(bad(at, "invalid channel entry"));
             }
             if channels
-                .insert(name.to_string(), ChannelEntry { id, first_seq })
+                .insert(name.to_string(), ChannelEntry { id, first_seq, limits })
                 .is_some()
             {
                 return Err(bad(at, "duplicate channel name"));
@@ -161,9 +215,25 @@ mod tests {
             next_id: 9,
             channels: BTreeMap::new(),
         };
-        c.channels.insert("orders".into(), ChannelEntry { id: 3, first_seq: 1 });
-        c.channels
-            .insert("ünïcode".into(), ChannelEntry { id: 8, first_seq: 500 });
+        c.channels.insert(
+            "orders".into(),
+            ChannelEntry {
+                id: 3,
+                first_seq: 1,
+                limits: Limits::default(),
+            },
+        );
+        c.channels.insert(
+            "ünïcode".into(),
+            ChannelEntry {
+                id: 8,
+                first_seq: 500,
+                limits: Limits::default()
+                    .max_msgs(10)
+                    .max_age(Duration::from_secs(60))
+                    .max_subscribers(3),
+            },
+        );
         c
     }
 

@@ -4,13 +4,14 @@ use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::durability::GroupCommit;
 use crate::env::Env;
 use crate::error::{Error, Result};
+use crate::limits::Limits;
 use crate::message::Message;
 use crate::queue_group::{GroupTable, QueueMember, QueueOptions};
 use crate::reader::Messages;
@@ -18,13 +19,6 @@ use crate::segment::Segment;
 use crate::segments::SegmentList;
 use crate::subscriber::{StartAt, Subscriber, Subscriptions};
 use crate::writer::Writer;
-
-/// Nanoseconds since the Unix epoch (0 if the clock is before it).
-pub(crate) fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-}
 
 /// Shared state of one channel incarnation.
 pub(crate) struct ChannelCore {
@@ -48,6 +42,10 @@ pub(crate) struct ChannelCore {
     pub(crate) arrivals: Arrivals,
     /// Queue groups with a member open.
     pub(crate) groups: GroupTable,
+    /// The channel's own limits (overrides of the store defaults).
+    pub(crate) own_limits: RwLock<Limits>,
+    /// Last publish or subscriber activity (clock ns), for max_inactivity.
+    pub(crate) last_activity: AtomicU64,
 }
 
 /// Wakes blocked receivers on publish, without a cost when none waits.
@@ -91,6 +89,17 @@ impl Arrivals {
 }
 
 impl ChannelCore {
+    /// The limits in force: the channel's own, else the store defaults.
+    pub(crate) fn limits(&self) -> Limits {
+        self.own_limits.read().or(self.env.opts.get_limits())
+    }
+
+    /// Records publish or subscriber activity (for `max_inactivity`).
+    #[inline]
+    pub(crate) fn touch(&self) {
+        self.last_activity.store(self.env.opts.now_ns(), Ordering::Relaxed);
+    }
+
     pub(crate) fn check_live(&self) -> Result<()> {
         self.env.check_writable()?;
         if self.deleted.load(Ordering::Acquire) {

@@ -133,6 +133,12 @@ impl SegmentIndex {
         n.checked_sub(1).and_then(|i| self.get(i))
     }
 
+    /// The last entry at an offset `<= target`.
+    pub(crate) fn floor_offset(&self, target: usize) -> Option<IndexEntry> {
+        let n = self.partition_point(|e| e.offset <= target);
+        n.checked_sub(1).and_then(|i| self.get(i))
+    }
+
     /// The last entry with `timestamp < target` (the scan for the first
     /// record at or after `target` starts there).
     pub(crate) fn floor_before_time(&self, target: u64) -> Option<IndexEntry> {

@@ -86,11 +86,14 @@
 
 mod catalog;
 mod channel;
+mod clock;
 mod codec;
+mod compaction;
 mod durability;
 mod env;
 mod error;
 mod index;
+mod limits;
 mod message;
 mod mmap;
 mod options;
@@ -99,6 +102,7 @@ mod queue_group;
 mod reader;
 mod record;
 mod recovery;
+mod retention;
 mod segment;
 mod segments;
 mod storage;
@@ -108,11 +112,14 @@ mod writer;
 
 pub use catalog::MAX_NAME_LEN;
 pub use channel::Channel;
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use compaction::CompactionReport;
 pub use error::{Error, Result};
+pub use limits::Limits;
 pub use message::Message;
 pub use options::{
-    Options, RecoveryMode, SyncPolicy, DEFAULT_INDEX_INTERVAL, DEFAULT_MAX_PAYLOAD, DEFAULT_MAX_STATE,
-    DEFAULT_MAX_SUBSCRIBERS, DEFAULT_SEGMENT_SIZE, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE,
+    Options, RecoveryMode, SyncPolicy, DEFAULT_COMPACT_INTERVAL, DEFAULT_INDEX_INTERVAL, DEFAULT_MAX_PAYLOAD,
+    DEFAULT_MAX_STATE, DEFAULT_MAX_SUBSCRIBERS, DEFAULT_SEGMENT_SIZE, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE,
 };
 pub use queue_group::{Delivery, QueueMember, QueueOptions};
 pub use reader::Messages;

@@ -1,9 +1,12 @@
 //! Store-wide configuration.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
+use crate::limits::Limits;
 use crate::record::FRAME_HEADER_LEN;
 use crate::segment::SEGMENT_HEADER_LEN;
 use crate::storage::sim::SimStorage;
@@ -54,10 +57,15 @@ pub struct Options {
     max_payload: Option<u32>,
     sync: SyncPolicy,
     recovery: RecoveryMode,
-    max_subscribers: usize,
+    limits: Limits,
     max_state: usize,
+    compact_interval: Duration,
+    clock: Arc<dyn Clock>,
     storage: Storage,
 }
+
+/// Default interval of the compaction thread's passes: 1 s.
+pub const DEFAULT_COMPACT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Default maximum number of durable subscribers (and queue groups) per
 /// channel.
@@ -86,8 +94,10 @@ impl Default for Options {
             max_payload: None,
             sync: SyncPolicy::Interval(Duration::from_secs(1)),
             recovery: RecoveryMode::Strict,
-            max_subscribers: DEFAULT_MAX_SUBSCRIBERS,
+            limits: Limits::default().max_subscribers(DEFAULT_MAX_SUBSCRIBERS),
             max_state: DEFAULT_MAX_STATE,
+            compact_interval: DEFAULT_COMPACT_INTERVAL,
+            clock: Arc::new(SystemClock),
             storage: Storage::Real(RealStorage),
         }
     }
@@ -101,8 +111,10 @@ impl fmt::Debug for Options {
             .field("max_payload", &self.max_payload)
             .field("sync", &self.sync)
             .field("recovery", &self.recovery)
-            .field("max_subscribers", &self.max_subscribers)
+            .field("limits", &self.limits)
             .field("max_state", &self.max_state)
+            .field("compact_interval", &self.compact_interval)
+            .field("clock", &self.clock)
             .field("storage", &self.storage)
             .finish()
     }
@@ -143,11 +155,48 @@ impl Options {
         self
     }
 
-    /// Most durable subscribers (plain and queue groups) per channel;
-    /// `TooManySubscribers` past it.
+    /// Most durable subscribers (plain and queue groups) per channel, for
+    /// channels that do not set their own; `TooManySubscribers` past it.
+    /// Shorthand for the `max_subscribers` field of [`Options::limits`].
     pub fn max_subscribers(mut self, n: usize) -> Self {
-        self.max_subscribers = n;
+        self.limits.max_subscribers = Some(n);
         self
+    }
+
+    /// Store-wide default limits, for what a channel does not set itself
+    /// (replaces all defaults, including `max_subscribers`, 1000 by
+    /// default).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// How often the compaction thread enforces limits (default 1 s;
+    /// `Store::compact_now` runs a pass at once).
+    pub fn compact_interval(mut self, every: Duration) -> Self {
+        self.compact_interval = every;
+        self
+    }
+
+    /// The clock for message timestamps, `max_age` and `max_inactivity`
+    /// (default: the system clock). See [`ManualClock`](crate::ManualClock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The store-wide default limits.
+    pub fn get_limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// The compaction interval.
+    pub fn get_compact_interval(&self) -> Duration {
+        self.compact_interval
+    }
+
+    pub(crate) fn now_ns(&self) -> u64 {
+        self.clock.now_ns()
     }
 
     /// Largest subscriber state a commit accepts, in bytes (at most
@@ -155,11 +204,6 @@ impl Options {
     pub fn max_state(mut self, bytes: usize) -> Self {
         self.max_state = bytes;
         self
-    }
-
-    /// The configured subscriber limit.
-    pub fn get_max_subscribers(&self) -> usize {
-        self.max_subscribers
     }
 
     /// The configured state limit.
@@ -238,6 +282,10 @@ impl Options {
                     room.min(u64::from(crate::record::MAX_LEN))
                 ),
             ));
+        }
+        self.limits.validate()?;
+        if self.compact_interval.is_zero() {
+            return Err(Error::invalid_option("compact_interval", "must be more than zero"));
         }
         if self.max_state > 64 << 20 {
             return Err(Error::invalid_option(

@@ -288,6 +288,7 @@ impl QueueMember {
             }
             match core.get(seq) {
                 Ok(message) => {
+                    core.touch();
                     let count = count + 1;
                     st.in_flight.insert(
                         seq,
@@ -342,6 +343,7 @@ impl QueueMember {
         st.release(self.id);
         st.mark_acked(seq);
         drop(st);
+        core.touch();
         core.arrivals.wake();
         Ok(())
     }

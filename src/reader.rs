@@ -12,7 +12,9 @@ use crate::segment::{Frame, Segment, SEGMENT_HEADER_LEN};
 /// [`Channel::read_from`](crate::Channel::read_from).
 ///
 /// It ends (`None`) when it has caught up with the last published message;
-/// calling `next` again later yields messages published since. A range
+/// calling `next` again later yields messages published since. If retention
+/// removes messages it has not reached yet, it skips to the first retained
+/// one. A range
 /// removed by repair yields one `Err(Error::Lost)` and iteration continues
 /// after it; any other error ends the iteration.
 pub struct Messages {
@@ -100,6 +102,13 @@ impl Iterator for Messages {
     type Item = Result<Message>;
 
     fn next(&mut self) -> Option<Result<Message>> {
+        // Retention may have moved the first seq past us: never serve what
+        // it removed, even from a segment this iterator still holds.
+        let first = self.core.first_seq.load(Ordering::Acquire);
+        if self.next_seq < first {
+            self.next_seq = first;
+            self.segment = None;
+        }
         if self.failed || self.next_seq > self.core.last_seq.load(Ordering::Acquire) {
             return None;
         }

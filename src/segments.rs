@@ -4,14 +4,14 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::{Mutex, RwLock};
 
 use crate::env::Env;
 use crate::error::Result;
 use crate::recovery;
-use crate::segment::Segment;
+use crate::segment::{Segment, Slot};
 
 /// Sealed segments kept open per channel; older ones are closed (a
 /// `Message` still holding one keeps its mapping alive).
@@ -23,6 +23,9 @@ pub(crate) struct SegmentSlot {
     pub(crate) path: PathBuf,
     seg: RwLock<Option<Arc<Segment>>>,
     opening: Mutex<()>,
+    /// The seal, once known: kept after the segment is closed, so that the
+    /// compaction pass need not open it again.
+    seal: OnceLock<Slot>,
 }
 
 impl SegmentSlot {
@@ -32,6 +35,7 @@ impl SegmentSlot {
             path,
             seg: RwLock::new(None),
             opening: Mutex::new(()),
+            seal: OnceLock::new(),
         })
     }
 
@@ -43,6 +47,11 @@ impl SegmentSlot {
 
     fn get(&self) -> Option<Arc<Segment>> {
         self.seg.read().clone()
+    }
+
+    /// The segment's seal, if it is known to be sealed.
+    pub(crate) fn seal(&self) -> Option<Slot> {
+        self.seal.get().copied()
     }
 }
 
@@ -107,6 +116,9 @@ impl SegmentList {
     /// Counts a sealed, open segment against `MAX_OPEN_SEALED`, closing the
     /// least recently opened one past it.
     pub(crate) fn track_sealed(&self, slot: &Arc<SegmentSlot>) {
+        if let Some(seal) = slot.get().and_then(|s| s.seal_info()) {
+            let _ = slot.seal.set(seal);
+        }
         let evicted = {
             let mut open = self.open_sealed.lock();
             open.push_back(Arc::clone(slot));
@@ -119,6 +131,26 @@ impl SegmentList {
         if let Some(old) = evicted {
             *old.seg.write() = None;
         }
+    }
+
+    /// Takes the first `n` slots out of the list (retention); new readers no
+    /// longer find them. Returns them.
+    pub(crate) fn remove_front(&self, n: usize) -> Vec<Arc<SegmentSlot>> {
+        if n == 0 {
+            return Vec::new();
+        }
+        let removed: Vec<Arc<SegmentSlot>> = {
+            let mut slots = self.slots.write();
+            let n = n.min(slots.len());
+            slots.drain(..n).collect()
+        };
+        self.open_sealed
+            .lock()
+            .retain(|s| !removed.iter().any(|r| Arc::ptr_eq(r, s)));
+        for slot in &removed {
+            *slot.seg.write() = None;
+        }
+        removed
     }
 
     /// The slot holding the writer's segment `base` (just sealed).

@@ -9,17 +9,17 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::catalog::{validate_name, Catalog, ChannelEntry};
 use crate::channel::{Arrivals, Channel, ChannelCore};
+use crate::compaction::{CompactionReport, Compactor};
 use crate::durability::{dirty, Flusher, GroupCommit};
 use crate::env::Env;
 use crate::error::{Error, Result};
+use crate::limits::Limits;
 use crate::options::{Options, SyncPolicy};
-use crate::prefault::{PrefaultCursor, Prefaulter};
+use crate::prefault::Prefaulter;
 use crate::recovery::{recover_channel, ChannelRecovery, RecoveredChannel};
-use crate::segment::SEGMENT_HEADER_LEN;
 use crate::segments::SegmentList;
 use crate::storage::{LockGuard, Storage};
 use crate::subscriber::{Subscriber, Subscriptions};
-use crate::writer::Writer;
 
 /// An open store: a directory of channels, owned by one `Store` at a time.
 ///
@@ -31,14 +31,15 @@ pub struct Store {
 
 pub(crate) struct StoreShared {
     pub(crate) env: Arc<Env>,
-    catalog: Mutex<Catalog>,
-    channels: RwLock<HashMap<String, Arc<ChannelCore>>>,
+    pub(crate) catalog: Mutex<Catalog>,
+    pub(crate) channels: RwLock<HashMap<String, Arc<ChannelCore>>>,
     flusher: Mutex<Option<Flusher>>,
+    compactor: Mutex<Option<Compactor>>,
     prefaulter: Mutex<Option<Prefaulter>>,
     lock: Mutex<Option<LockGuard>>,
     closed: AtomicBool,
     report: Vec<ChannelRecovery>,
-    subs: Arc<Subscriptions>,
+    pub(crate) subs: Arc<Subscriptions>,
     subscribers_truncated: u64,
 }
 
@@ -74,10 +75,11 @@ fn new_core(
     env: &Arc<Env>,
     subs: &Arc<Subscriptions>,
     name: &str,
-    id: u64,
+    entry: &ChannelEntry,
     dir: PathBuf,
     rec: RecoveredChannel,
 ) -> Arc<ChannelCore> {
+    let id = entry.id;
     let last = rec.writer.next_seq - 1;
     Arc::new(ChannelCore {
         env: Arc::clone(env),
@@ -96,6 +98,8 @@ fn new_core(
         subs: Arc::clone(subs),
         arrivals: Arrivals::default(),
         groups: Default::default(),
+        own_limits: RwLock::new(entry.limits),
+        last_activity: AtomicU64::new(env.opts.now_ns()),
     })
 }
 
@@ -158,7 +162,7 @@ impl Store {
             let dir = channel_dir(&root, entry.id);
             let rec = recover_channel(&env, &dir, name, entry.id, entry.first_seq)?;
             report.push(rec.report.clone());
-            channels.insert(name.clone(), new_core(&env, &subs, name, entry.id, dir, rec));
+            channels.insert(name.clone(), new_core(&env, &subs, name, entry, dir, rec));
         }
 
         let shared = Arc::new(StoreShared {
@@ -166,6 +170,7 @@ impl Store {
             catalog: Mutex::new(catalog),
             channels: RwLock::new(channels),
             flusher: Mutex::new(None),
+            compactor: Mutex::new(None),
             prefaulter: Mutex::new(None),
             lock: Mutex::new(Some(lock)),
             closed: AtomicBool::new(false),
@@ -178,6 +183,8 @@ impl Store {
             let _ = shared.env.prefault.set(prefaulter.sender());
             *shared.prefaulter.lock() = Some(prefaulter);
         }
+        let compactor = Compactor::start(Arc::downgrade(&shared), opts.get_compact_interval())?;
+        *shared.compactor.lock() = Some(compactor);
         if let SyncPolicy::Interval(every) = opts.get_sync_policy() {
             let flusher = Flusher::start(Arc::downgrade(&shared), every)?;
             *shared.flusher.lock() = Some(flusher);
@@ -189,7 +196,17 @@ impl Store {
     /// non-empty UTF-8 up to 255 bytes without NUL (`InvalidName` otherwise).
     /// Creating a channel is durable when this returns.
     pub fn channel(&self, name: &str) -> Result<Channel> {
+        self.channel_with_limits(name, Limits::default())
+    }
+
+    /// As [`channel`](Self::channel); a channel created by this call gets
+    /// `limits` as its own (fields left `None` follow the store defaults).
+    /// An existing channel is returned unchanged: use
+    /// [`set_channel_limits`](Self::set_channel_limits) to change it.
+    /// `InvalidOption` for nonsensical limits.
+    pub fn channel_with_limits(&self, name: &str, limits: Limits) -> Result<Channel> {
         validate_name(name)?;
+        limits.validate()?;
         self.shared.env.check_writable()?;
         if let Some(core) = self.shared.channels.read().get(name) {
             return Ok(Channel { core: Arc::clone(core) });
@@ -201,43 +218,52 @@ impl Store {
         }
         // The name may already be in the catalog if an earlier call saved it
         // and then failed to create the directory.
-        let id = match catalog.channels.get(name) {
-            Some(entry) => entry.id,
+        let entry = match catalog.channels.get(name) {
+            Some(entry) => entry.clone(),
             None => {
-                let id = catalog.next_id;
+                let entry = ChannelEntry {
+                    id: catalog.next_id,
+                    first_seq: 1,
+                    limits,
+                };
                 let mut next = catalog.clone();
                 next.next_id += 1;
-                next.channels
-                    .insert(name.to_string(), ChannelEntry { id, first_seq: 1 });
+                next.channels.insert(name.to_string(), entry.clone());
                 env.sticky(next.save(&env.storage, &env.root))?;
                 *catalog = next;
-                id
+                entry
             }
         };
-        let dir = channel_dir(&env.root, id);
+        let dir = channel_dir(&env.root, entry.id);
         env.sticky(
             env.storage
                 .create_dir_all(&dir)
                 .and_then(|()| env.storage.sync_dir(&channels_dir(&env.root))),
         )?;
-        let rec = RecoveredChannel {
-            segments: Vec::new(),
-            writer: Writer {
-                active: None,
-                offset: SEGMENT_HEADER_LEN,
-                next_seq: 1,
-                last_timestamp: 0,
-                last_indexed: None,
-                clean_mark: false,
-                prefault: PrefaultCursor::default(),
-            },
-            first_seq: 1,
-            last_timestamp: 0,
-            report: ChannelRecovery::default(),
-        };
-        let core = new_core(env, &self.shared.subs, name, id, dir, rec);
+        let core = new_core(env, &self.shared.subs, name, &entry, dir, RecoveredChannel::empty(1));
         self.shared.channels.write().insert(name.to_string(), Arc::clone(&core));
         Ok(Channel { core })
+    }
+
+    /// Replaces a channel's own limits (durably, in the catalog); the next
+    /// compaction pass applies them. `NoSuchChannel`, `InvalidOption`.
+    pub fn set_channel_limits(&self, name: &str, limits: Limits) -> Result<()> {
+        validate_name(name)?;
+        limits.validate()?;
+        let env = &self.shared.env;
+        env.check_writable()?;
+        let mut catalog = self.shared.catalog.lock();
+        let mut next = catalog.clone();
+        let Some(entry) = next.channels.get_mut(name) else {
+            return Err(Error::NoSuchChannel { name: name.to_string() });
+        };
+        entry.limits = limits;
+        env.sticky(next.save(&env.storage, &env.root))?;
+        *catalog = next;
+        if let Some(core) = self.shared.channels.read().get(name) {
+            *core.own_limits.write() = limits;
+        }
+        Ok(())
     }
 
     /// The existing channel `name`; `NoSuchChannel` if there is none.
@@ -261,35 +287,18 @@ impl Store {
     /// empty incarnation with a new id. Existing handles then return
     /// `ChannelDeleted`; messages already read stay valid.
     pub fn delete_channel(&self, name: &str) -> Result<()> {
-        validate_name(name)?;
-        let env = &self.shared.env;
-        env.check_writable()?;
-        let mut catalog = self.shared.catalog.lock();
-        if !catalog.channels.contains_key(name) {
-            return Err(Error::NoSuchChannel { name: name.to_string() });
-        }
-        let mut next = catalog.clone();
-        next.channels.remove(name);
-        env.sticky(next.save(&env.storage, &env.root))?;
-        *catalog = next;
-        let core = self.shared.channels.write().remove(name);
-        if let Some(core) = core {
-            // Under the writer lock, so no publish is half-way through.
-            let _writer = core.writer.lock();
-            core.deleted.store(true, Ordering::Release);
-            self.shared.subs.forget_channel(core.id);
-            core.arrivals.wake();
-            drop(_writer);
-            // Already deleted for good (the catalog says so); leftovers of a
-            // failure here are removed at the next open.
-            env.sticky(
-                remove_channel_dir(&env.storage, &core.dir)
-                    .and_then(|()| env.storage.sync_dir(&channels_dir(&env.root))),
-            )?;
-        }
-        Ok(())
+        self.shared.delete_channel(name)
     }
 
+    /// Runs a compaction pass now (limits, inactivity, subscribers log) and
+    /// returns when it is done: for tests and tools. The background thread
+    /// runs the same pass every `Options::compact_interval`.
+    pub fn compact_now(&self) -> Result<CompactionReport> {
+        match self.shared.compactor.lock().as_ref() {
+            Some(c) => c.compact_now(),
+            None => Err(Error::Closed),
+        }
+    }
     /// Makes everything published so far, on every channel, durable.
     pub fn sync(&self) -> Result<()> {
         let channels: Vec<_> = self.shared.channels.read().values().cloned().collect();
@@ -342,6 +351,36 @@ impl Drop for Store {
 }
 
 impl StoreShared {
+    pub(crate) fn delete_channel(&self, name: &str) -> Result<()> {
+        validate_name(name)?;
+        let env = &self.env;
+        env.check_writable()?;
+        let mut catalog = self.catalog.lock();
+        if !catalog.channels.contains_key(name) {
+            return Err(Error::NoSuchChannel { name: name.to_string() });
+        }
+        let mut next = catalog.clone();
+        next.channels.remove(name);
+        env.sticky(next.save(&env.storage, &env.root))?;
+        *catalog = next;
+        let core = self.channels.write().remove(name);
+        if let Some(core) = core {
+            // Under the writer lock, so no publish is half-way through.
+            let writer = core.writer.lock();
+            core.deleted.store(true, Ordering::Release);
+            self.subs.forget_channel(core.id);
+            core.arrivals.wake();
+            drop(writer);
+            // Already deleted for good (the catalog says so); leftovers of a
+            // failure here are removed at the next open.
+            env.sticky(
+                remove_channel_dir(&env.storage, &core.dir)
+                    .and_then(|()| env.storage.sync_dir(&channels_dir(&env.root))),
+            )?;
+        }
+        Ok(())
+    }
+
     /// Syncs channels with data not yet durable (the flusher's pass).
     pub(crate) fn sync_dirty(&self) -> Result<()> {
         let channels: Vec<_> = self.channels.read().values().cloned().collect();
@@ -357,6 +396,9 @@ impl StoreShared {
     fn close(&self) -> Result<()> {
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
+        }
+        if let Some(compactor) = self.compactor.lock().take() {
+            compactor.stop(self);
         }
         if let Some(flusher) = self.flusher.lock().take() {
             flusher.stop(self);

@@ -4,7 +4,7 @@ use std::ops::RangeInclusive;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crate::channel::{now_ns, ChannelCore};
+use crate::channel::ChannelCore;
 use crate::error::{Error, Result};
 use crate::index::{Coverage, IndexEntry};
 use crate::mmap::RecordsToken;
@@ -66,7 +66,7 @@ impl ChannelCore {
             let mut w = self.writer.lock();
             self.check_live()?;
             let first = w.next_seq;
-            let timestamp = now_ns().max(w.last_timestamp);
+            let timestamp = self.env.opts.now_ns().max(w.last_timestamp);
             let interval = self.env.opts.get_index_interval() as usize;
             for payload in payloads {
                 let payload = payload.as_ref();
@@ -112,6 +112,7 @@ impl ChannelCore {
             }
             first..=w.next_seq - 1
         };
+        self.touch();
         self.arrivals.wake();
         if self.env.opts.get_sync_policy() == SyncPolicy::Always {
             self.sync_through(*range.end())?;
@@ -142,7 +143,7 @@ impl ChannelCore {
         }
         let opts = &self.env.opts;
         let (seg, token) = self.env.sticky(Segment::create(
-            &self.env.storage,
+            &self.env,
             &self.dir,
             self.id,
             w.next_seq,

@@ -67,6 +67,27 @@ pub struct ChannelRecovery {
     pub removed_files: Vec<PathBuf>,
 }
 
+impl RecoveredChannel {
+    /// A channel with no segment yet, whose next seq is `next_seq`.
+    pub(crate) fn empty(next_seq: u64) -> RecoveredChannel {
+        RecoveredChannel {
+            segments: Vec::new(),
+            writer: Writer {
+                active: None,
+                offset: SEGMENT_HEADER_LEN,
+                next_seq,
+                last_timestamp: 0,
+                last_indexed: None,
+                clean_mark: false,
+                prefault: PrefaultCursor::default(),
+            },
+            first_seq: next_seq,
+            last_timestamp: 0,
+            report: ChannelRecovery::default(),
+        }
+    }
+}
+
 /// A recovered channel, ready to become a `ChannelCore`.
 pub(crate) struct RecoveredChannel {
     pub segments: Vec<Arc<SegmentSlot>>,

@@ -11,6 +11,7 @@ use parking_lot::Mutex;
 pub use header::SEGMENT_HEADER_LEN;
 pub(crate) use header::{FixedHeader, Slot, SLOT_OFFSETS};
 
+use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::index::{Coverage, SegmentIndex};
 use crate::message::Message;
@@ -100,13 +101,14 @@ impl Segment {
     /// file is prepared under a temporary name, synced, renamed into place
     /// and the directory synced, so a `.seg` file always has a valid header.
     pub(crate) fn create(
-        storage: &Storage,
+        env: &Env,
         dir: &Path,
         channel_id: u64,
         base: u64,
         len: u64,
         index_interval: usize,
     ) -> Result<(Arc<Segment>, RecordsToken)> {
+        let storage = &env.storage;
         let path = dir.join(segment_file_name(base));
         let tmp = dir.join(format!("{}.tmp", segment_file_name(base)));
         storage.remove_file(&tmp)?;
@@ -115,7 +117,7 @@ impl Segment {
             channel_id,
             base_seq: base,
             segment_len: len,
-            created_ns: crate::channel::now_ns(),
+            created_ns: env.opts.now_ns(),
         };
         header_token
             .write(0, &fixed.encode())
@@ -429,6 +431,28 @@ impl Segment {
             }
         }
         Ok(None)
+    }
+
+    /// The seq of the first frame at or after byte `target` (the seq after
+    /// the last record if there is none): retention's byte bound.
+    pub(crate) fn seq_at_offset(&self, target: usize) -> Result<u64> {
+        let (mut offset, mut expected) = match self.index.floor_offset(target) {
+            Some(e) => (e.offset, e.seq),
+            None => (SEGMENT_HEADER_LEN, self.base),
+        };
+        while offset < target && offset < self.region.published() {
+            match self.frame_checked(offset, expected, Crc::Skip)? {
+                Frame::Message { header, next_offset } => {
+                    offset = next_offset;
+                    expected = header.seq + 1;
+                }
+                Frame::Hole { last, next_offset, .. } => {
+                    offset = next_offset;
+                    expected = last + 1;
+                }
+            }
+        }
+        Ok(expected)
     }
 
     /// Writes the index file for the records `cov` describes. The index is

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Mutex, MutexGuard};
 
 use crate::catalog::validate_name;
-use crate::channel::{now_ns, ChannelCore};
+use crate::channel::ChannelCore;
 use crate::error::{Error, Result};
 use crate::message::Message;
 use crate::reader::Messages;
@@ -52,7 +52,12 @@ pub(crate) fn start_seq(core: &ChannelCore, start: StartAt) -> Result<u64> {
         StartAt::Seq(s) if s > last + 1 => return Err(core.out_of_range(s)),
         StartAt::Seq(s) => s.max(first),
         StartAt::Time(ts) => by_time(ts)?,
-        StartAt::Ago(d) => by_time(now_ns().saturating_sub(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)))?,
+        StartAt::Ago(d) => by_time(
+            core.env
+                .opts
+                .now_ns()
+                .saturating_sub(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+        )?,
     })
 }
 
@@ -98,7 +103,9 @@ impl std::fmt::Debug for Subscriber {
 /// created.
 pub(crate) fn check_new(core: &ChannelCore, name: &str) -> Result<()> {
     validate_name(name)?;
-    let max = core.env.opts.get_max_subscribers();
+    let Some(max) = core.limits().max_subscribers else {
+        return Ok(());
+    };
     if core.subs.count_for(core.id) >= max {
         return Err(Error::TooManySubscribers {
             channel: core.name.clone(),
@@ -209,7 +216,10 @@ impl Subscriber {
             match cursor.next() {
                 None => return Ok(None),
                 Some(Ok(m)) => {
+                    // The cursor skips what retention removed meanwhile.
+                    st.missed += m.seq().saturating_sub(st.next);
                     st.next = m.seq() + 1;
+                    self.core.touch();
                     return Ok(Some(m));
                 }
                 Some(Err(Error::Lost { last_lost, .. })) => {
@@ -280,6 +290,7 @@ impl Subscriber {
         let state: Arc<[u8]> = Arc::from(state);
         self.core.subs.commit(vec![entry], Arc::clone(&state))?;
         Self::committed_now(&mut st, seq, state);
+        self.core.touch();
         Ok(())
     }
 

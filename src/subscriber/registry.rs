@@ -36,9 +36,14 @@ struct LogState {
     appended: u64,
     /// Records made durable by a compaction (the rewrite is synced).
     compacted_through: u64,
-    /// Compact when the file reaches this size.
+    /// Compact inline when the file reaches this size.
     compact_at: u64,
+    /// Size right after the last rewrite (or at open).
+    compacted_len: u64,
 }
+
+/// The compaction thread rewrites the log only past this size.
+const BACKGROUND_COMPACT_MIN_BYTES: u64 = 64 << 10;
 
 fn compaction_threshold(len: u64) -> u64 {
     COMPACT_MIN_BYTES.max(len.saturating_mul(4))
@@ -109,6 +114,7 @@ impl Subscriptions {
                 appended: 0,
                 compacted_through: 0,
                 compact_at: compaction_threshold(len),
+                compacted_len: len,
             }),
             synced: Mutex::new(0),
             dirty: AtomicBool::new(false),
@@ -136,6 +142,11 @@ impl Subscriptions {
             .collect();
         v.sort();
         v
+    }
+
+    /// Whether a subscriber or queue group of the channel is open.
+    pub(crate) fn has_open(&self, channel_id: u64) -> bool {
+        self.in_use.lock().iter().any(|(id, _)| *id == channel_id)
     }
 
     /// Attaches a live handle; `SubscriberInUse` if one already is.
@@ -224,12 +235,29 @@ impl Subscriptions {
         Ok(())
     }
 
-    /// Rewrites the log with one record per live subscriber when it has
-    /// grown well past that: temp file, sync, rename, directory sync.
+    /// The compaction thread's check: rewrites the log once it has doubled
+    /// since the last rewrite (and holds at least 64 KiB). True if it did.
+    pub(crate) fn compact_if_grown(&self) -> Result<bool> {
+        let mut log = self.log.lock();
+        if log.len < BACKGROUND_COMPACT_MIN_BYTES || log.len < log.compacted_len * 2 {
+            return Ok(false);
+        }
+        self.rewrite(&mut log)?;
+        Ok(true)
+    }
+
+    /// Rewrites the log inline when it has grown well past its live part
+    /// (a backstop for when the compaction thread lags).
     fn maybe_compact(&self, log: &mut LogState) -> Result<()> {
         if log.len < log.compact_at {
             return Ok(());
         }
+        self.rewrite(log)
+    }
+
+    /// Rewrites the log with one record per live subscriber: temp file,
+    /// sync, rename, directory sync.
+    fn rewrite(&self, log: &mut LogState) -> Result<()> {
         let live: Vec<Vec<u8>> = self
             .durable
             .lock()
@@ -253,6 +281,7 @@ impl Subscriptions {
         log.file = file;
         log.len = content.len() as u64;
         log.compact_at = compaction_threshold(log.len);
+        log.compacted_len = log.len;
         // Everything in the new file is durable.
         log.compacted_through = log.appended;
         Ok(())

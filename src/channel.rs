@@ -174,6 +174,28 @@ impl ChannelCore {
     }
 }
 
+/// A snapshot of a channel's counts and limits, from [`Channel::stats`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ChannelStats {
+    /// The incarnation id.
+    pub id: u64,
+    /// First retained sequence.
+    pub first_seq: u64,
+    /// Last published sequence (`first_seq - 1` when empty).
+    pub last_seq: u64,
+    /// Retained messages.
+    pub messages: u64,
+    /// Segment files.
+    pub segments: usize,
+    /// Durable subscribers and queue groups.
+    pub subscribers: usize,
+    /// The channel's own limits (`None` fields follow the store defaults).
+    pub own_limits: Limits,
+    /// The limits in force.
+    pub limits: Limits,
+}
+
 /// A handle to a channel. Cheap to clone; all clones share the channel.
 ///
 /// Writes take a short per-channel lock around the copy into the mapping;
@@ -303,6 +325,22 @@ impl Channel {
     pub fn queue_subscribe_with(&self, group: &str, start: StartAt, opts: QueueOptions) -> Result<QueueMember> {
         crate::catalog::validate_name(group)?;
         QueueMember::join(Arc::clone(&self.core), group, start, opts)
+    }
+
+    /// Counts and limits of the channel.
+    pub fn stats(&self) -> ChannelStats {
+        let first_seq = self.first_seq();
+        let last_seq = self.last_seq();
+        ChannelStats {
+            id: self.core.id,
+            first_seq,
+            last_seq,
+            messages: (last_seq + 1).saturating_sub(first_seq),
+            segments: self.core.segments.len(),
+            subscribers: self.core.subs.count_for(self.core.id),
+            own_limits: *self.core.own_limits.read(),
+            limits: self.core.limits(),
+        }
     }
 
     /// Names of the channel's durable subscribers and queue groups, sorted.

@@ -111,7 +111,7 @@ mod subscriber;
 mod writer;
 
 pub use catalog::MAX_NAME_LEN;
-pub use channel::Channel;
+pub use channel::{Channel, ChannelStats};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use compaction::CompactionReport;
 pub use error::{Error, Result};

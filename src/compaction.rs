@@ -117,6 +117,10 @@ fn serve(store: &Weak<StoreShared>, every: Duration, incoming: &Receiver<Command
 impl StoreShared {
     /// One pass over every channel.
     pub(crate) fn compaction_pass(&self) -> Result<CompactionReport> {
+        #[cfg(test)]
+        if self.panic_next_compaction.swap(false, Ordering::AcqRel) {
+            panic!("injected by a test");
+        }
         self.env.check_writable()?;
         let mut report = CompactionReport::default();
         let now = self.env.opts.now_ns();
@@ -279,5 +283,29 @@ impl Probe for SegmentProbe<'_> {
                 seg.base
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use crate::{Error, Options, Store, SyncPolicy};
+
+    #[test]
+    fn a_panicking_pass_poisons_the_store() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), Options::default().sync_policy(SyncPolicy::Never)).expect("open");
+        let ch = store.channel("c").expect("channel");
+        ch.publish(b"x").expect("publish");
+        store.shared.panic_next_compaction.store(true, Ordering::Release);
+        let err = store.compact_now().expect_err("the pass panicked");
+        assert!(matches!(err, Error::Failed { .. }), "{err}");
+        assert!(err.to_string().contains("compaction thread panicked"), "{err}");
+        assert!(
+            matches!(ch.publish(b"y"), Err(Error::Failed { .. })),
+            "poisoned, not vanished"
+        );
+        assert!(store.close().is_err());
     }
 }

@@ -26,7 +26,7 @@ use crate::subscriber::{Subscriber, Subscriptions};
 /// Dropping the store closes it (errors are then ignored; call
 /// [`close`](Store::close) to see them).
 pub struct Store {
-    shared: Arc<StoreShared>,
+    pub(crate) shared: Arc<StoreShared>,
 }
 
 pub(crate) struct StoreShared {
@@ -41,6 +41,9 @@ pub(crate) struct StoreShared {
     report: Vec<ChannelRecovery>,
     pub(crate) subs: Arc<Subscriptions>,
     subscribers_truncated: u64,
+    /// Test hook: the next compaction pass panics.
+    #[cfg(test)]
+    pub(crate) panic_next_compaction: AtomicBool,
 }
 
 impl std::fmt::Debug for Store {
@@ -177,6 +180,8 @@ impl Store {
             report,
             subs,
             subscribers_truncated,
+            #[cfg(test)]
+            panic_next_compaction: AtomicBool::new(false),
         });
         if matches!(storage, Storage::Real(_)) {
             let prefaulter = Prefaulter::start()?;

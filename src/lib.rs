@@ -108,6 +108,7 @@ mod segments;
 mod storage;
 mod store;
 mod subscriber;
+mod verify;
 mod writer;
 
 pub use catalog::MAX_NAME_LEN;
@@ -127,6 +128,7 @@ pub use recovery::{ChannelRecovery, LostRange};
 pub use segment::SEGMENT_HEADER_LEN;
 pub use store::Store;
 pub use subscriber::{StartAt, Subscriber};
+pub use verify::{Problem, VerifyReport};
 
 /// Simulated storage for crash testing (your application's too).
 pub mod sim {

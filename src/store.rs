@@ -20,6 +20,7 @@ use crate::recovery::{recover_channel, ChannelRecovery, RecoveredChannel};
 use crate::segments::SegmentList;
 use crate::storage::{LockGuard, Storage};
 use crate::subscriber::{Subscriber, Subscriptions};
+use crate::verify::VerifyReport;
 
 /// An open store: a directory of channels, owned by one `Store` at a time.
 ///
@@ -320,6 +321,15 @@ impl Store {
     /// [`Subscriber::commit`].
     pub fn commit_all(&self, commits: &[(&Subscriber, u64)], state: &[u8]) -> Result<()> {
         crate::subscriber::commit_all(commits, state)
+    }
+
+    /// Checks every file of the store and the invariants across them (records
+    /// and their CRCs, seals against the next segment, index files against
+    /// the records they point at, first retained seq against the segments,
+    /// subscriber positions against the log, no orphan files) and reports
+    /// each problem with its path and offset. Reads only; changes nothing.
+    pub fn verify(&self) -> Result<VerifyReport> {
+        self.shared.verify()
     }
 
     /// Bytes of a torn tail cut from the subscribers log at open.

@@ -60,6 +60,7 @@ fn crash_at_every_sync_of_a_delete() {
         for seed in 0..6 {
             let after = sim.power_loss(seed + 100 * k);
             let store = open_sim(&after, small(8192)).unwrap();
+            common::assert_verified(&store, &format!("k={k} seed={seed}"));
             let names = store.channel_names();
             if names.contains(&"d".to_string()) {
                 // The delete did not happen: the old log is intact.

@@ -37,6 +37,7 @@ fn state_index(state: &[u8]) -> Option<usize> {
 }
 
 fn check(store: &Store, history: &mut History, context: &str) {
+    common::assert_verified(store, context);
     let mut found = Vec::new();
     for (s, name) in CHANNELS.iter().enumerate() {
         let ch = store.channel(name).unwrap();

@@ -38,6 +38,8 @@ fn decode(b: &[u8]) -> u64 {
 /// Opens the store after a kill and checks the committed pair.
 fn check(dir: &Path, context: &str) -> u64 {
     let store = Store::open(dir, Options::default()).unwrap_or_else(|e| panic!("{context}: reopen failed: {e}"));
+    let report = store.verify().unwrap();
+    assert!(report.is_ok(), "{context}: {:#?}", report.problems);
     let numbers = store.channel("numbers").unwrap();
     let summer = numbers.subscribe("summer", StartAt::First).unwrap();
     let (position, state) = summer.committed();

@@ -18,6 +18,7 @@ struct Model {
 const CHANNELS: [&str; 2] = ["a", "b"];
 
 fn check_and_adopt(store: &spool::Store, models: &mut [Model], context: &str) {
+    common::assert_verified(store, context);
     for (name, model) in CHANNELS.iter().zip(models.iter_mut()) {
         let got = read_all(store, name);
         assert!(

@@ -358,6 +358,7 @@ fn crash_at_every_step_of_a_deletion_pass() {
         for attempt in 0..4 {
             let after = sim.power_loss(rng.next());
             let recovered = open_sim(&after, opts.clone()).unwrap();
+            common::assert_verified(&recovered, &format!("k={k}"));
             let ch = recovered.channel("d").unwrap();
             let first = ch.first_seq();
             assert!(first == 1 || first == 261, "k={k} attempt={attempt}: first {first}");

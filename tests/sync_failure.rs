@@ -48,6 +48,7 @@ fn kth_sync_fails_for_every_k() {
         for seed in 0..4 {
             let after = sim.power_loss(seed * 31 + k);
             let recovered = open_sim(&after, opts.clone()).unwrap();
+            common::assert_verified(&recovered, &format!("k={k} seed={seed}"));
             let got = read_all(&recovered, "s");
             assert!(
                 got.len() as u64 >= acked,

@@ -55,6 +55,7 @@ fn check_cut(fill: u8) {
         let kept = if intact { N } else { N - 1 };
         let got = read_all(&store, "t");
         assert_eq!(got.len() as u64, kept, "cut at {cut} (fill {fill:#x})");
+        common::assert_verified(&store, &format!("cut at {cut}"));
         for (seq, p) in &got {
             assert_eq!(p, &payload(9, *seq));
         }

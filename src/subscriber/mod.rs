@@ -1,7 +1,7 @@
 //! Durable subscribers: a named position on a channel, committed together
 //! with the subscriber's own state in one atomic step.
 
-mod log;
+pub(crate) mod log;
 mod registry;
 
 use std::sync::atomic::Ordering;

@@ -62,3 +62,9 @@ pub fn seed() -> u64 {
     eprintln!("SPOOL_SEED={seed}");
     seed
 }
+
+/// Runs the integrity checker and fails with its findings.
+pub fn assert_verified(store: &Store, context: &str) {
+    let report = store.verify().expect("verify runs");
+    assert!(report.is_ok(), "{context}: verify found {:#?}", report.problems);
+}

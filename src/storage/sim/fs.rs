@@ -32,7 +32,19 @@ impl State {
         self.pending.push(NsOp::Put(path.to_path_buf(), node));
     }
 
+    /// Counts a mutating storage call; once the crash point is reached the
+    /// process is "dead": this call and every later one fail and change
+    /// nothing.
+    pub(super) fn step(&mut self) -> io::Result<()> {
+        if self.crash_at.is_some_and(|at| self.ops >= at) {
+            return Err(io::Error::other("simulated crash: the process died here"));
+        }
+        self.ops += 1;
+        Ok(())
+    }
+
     pub(super) fn count_sync(&mut self) -> io::Result<()> {
+        self.step()?;
         let n = self.syncs;
         self.syncs += 1;
         if self.fail_sync_at == Some(n) {
@@ -78,6 +90,7 @@ impl SimInner {
 
     pub(crate) fn create_dir_all(&self, path: &Path) -> io::Result<()> {
         let mut st = self.state.lock();
+        st.step()?;
         let mut missing = Vec::new();
         let mut cur = Some(path);
         while let Some(p) = cur {
@@ -124,6 +137,7 @@ impl SimInner {
 
     pub(crate) fn write_file(&self, path: &Path, data: &[u8]) -> io::Result<()> {
         let mut st = self.state.lock();
+        st.step()?;
         match st.file_id(path) {
             Ok(id) => {
                 let old = st.inodes.get(&id).map_or(0, |i| i.live_len()) as u64;
@@ -145,6 +159,7 @@ impl SimInner {
     /// Appends to a file that no region maps.
     pub(crate) fn append(&self, path: &Path, data: &[u8]) -> io::Result<()> {
         let mut st = self.state.lock();
+        st.step()?;
         let id = st.file_id(path)?;
         st.check_space(data.len() as u64)?;
         let inode = st.inodes.get_mut(&id).ok_or_else(|| not_found(path))?;
@@ -160,6 +175,7 @@ impl SimInner {
     /// Truncates or zero-extends a file that no region maps.
     pub(crate) fn set_len(&self, path: &Path, len: u64) -> io::Result<()> {
         let mut st = self.state.lock();
+        st.step()?;
         let id = st.file_id(path)?;
         let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
         let inode = st.inodes.get_mut(&id).ok_or_else(|| not_found(path))?;
@@ -198,6 +214,7 @@ impl SimInner {
 
     pub(crate) fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut st = self.state.lock();
+        st.step()?;
         let node = *st.live.get(from).ok_or_else(|| not_found(from))?;
         st.require_parent(to)?;
         st.live.remove(from);
@@ -208,6 +225,7 @@ impl SimInner {
 
     pub(crate) fn remove_file(&self, path: &Path) -> io::Result<()> {
         let mut st = self.state.lock();
+        st.step()?;
         st.file_id(path)?;
         st.live.remove(path);
         st.pending.push(NsOp::Remove(path.to_path_buf()));
@@ -216,6 +234,7 @@ impl SimInner {
 
     pub(crate) fn remove_dir(&self, path: &Path) -> io::Result<()> {
         let mut st = self.state.lock();
+        st.step()?;
         if st.live.get(path) != Some(&Node::Dir) {
             return Err(not_found(path));
         }
@@ -241,6 +260,7 @@ impl SimInner {
     ) -> io::Result<RegionParts> {
         {
             let mut st = self.state.lock();
+            st.step()?;
             if st.live.contains_key(path) {
                 return Err(io::Error::new(io::ErrorKind::AlreadyExists, "file exists"));
             }

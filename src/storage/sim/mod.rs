@@ -132,6 +132,10 @@ struct State {
     locks: HashSet<PathBuf>,
     syncs: u64,
     fail_sync_at: Option<u64>,
+    /// Mutating storage calls made so far.
+    ops: u64,
+    /// The call at which the simulated process dies.
+    crash_at: Option<u64>,
     space_limit: Option<u64>,
 }
 
@@ -252,6 +256,80 @@ impl SimStorage {
     pub fn fail_sync_after(&self, n: Option<u64>) {
         let mut st = self.inner.state.lock();
         st.fail_sync_at = n.map(|n| st.syncs + n);
+    }
+
+    /// Kills the simulated process at its `n`-th mutating storage call from
+    /// now (0 = the next one): that call and all later ones fail without
+    /// effect, as if the process had died just before it. Use with
+    /// [`power_loss`](Self::power_loss) or
+    /// [`power_loss_choosing`](Self::power_loss_choosing) to explore crash
+    /// points. `None` revives it.
+    pub fn crash_after_ops(&self, n: Option<u64>) {
+        let mut st = self.inner.state.lock();
+        st.crash_at = n.map(|n| st.ops + n);
+    }
+
+    /// Mutating storage calls made so far.
+    pub fn ops(&self) -> u64 {
+        self.inner.state.lock().ops
+    }
+
+    /// How many 4 KiB pages differ between the live and durable images, and
+    /// how many namespace changes are not yet durable: the choices a power
+    /// loss makes.
+    pub fn dirty(&self) -> (usize, usize) {
+        let st = self.inner.state.lock();
+        let mut pages = 0;
+        for inode in st.inodes.values() {
+            let (old, new) = (&inode.durable, inode.live_bytes());
+            let len = old.len().max(new.len());
+            for page in (0..len).step_by(PAGE) {
+                let end = (page + PAGE).min(len);
+                let differs = (page..end).any(|i| old.get(i).copied().unwrap_or(0) != new.get(i).copied().unwrap_or(0));
+                pages += usize::from(differs);
+            }
+        }
+        (pages, st.pending.len())
+    }
+
+    /// A power loss with explicit choices instead of random ones: dirty page
+    /// `i` (in the order `dirty` counts them) keeps its new bytes if bit `i`
+    /// of `new_pages` is set, its old bytes otherwise; the first
+    /// `namespace_ops` unsynced namespace changes survive. A file whose size
+    /// changed keeps its new size.
+    pub fn power_loss_choosing(&self, new_pages: u64, namespace_ops: usize) -> SimStorage {
+        let st = self.inner.state.lock();
+        let mut ns = st.durable.clone();
+        for op in st.pending.iter().take(namespace_ops) {
+            op.apply(&mut ns);
+        }
+        let mut bit = 0u32;
+        let mut images = HashMap::new();
+        // Same iteration order as `dirty`.
+        for (id, inode) in &st.inodes {
+            let (old, new) = (&inode.durable, inode.live_bytes());
+            let len = new.len();
+            let mut out = vec![0u8; len];
+            for page in (0..len.max(old.len())).step_by(PAGE) {
+                let end = (page + PAGE).min(len.max(old.len()));
+                let differs = (page..end).any(|i| old.get(i).copied().unwrap_or(0) != new.get(i).copied().unwrap_or(0));
+                let take_new = !differs || (bit < 64 && new_pages & (1 << bit) != 0);
+                if differs {
+                    bit += 1;
+                }
+                for i in page..end.min(len) {
+                    out[i] = if take_new {
+                        new[i]
+                    } else {
+                        old.get(i).copied().unwrap_or(0)
+                    };
+                }
+            }
+            if ns.values().any(|n| *n == Node::File(*id)) {
+                images.insert(*id, out);
+            }
+        }
+        Self::booted(ns, images, st.next_inode)
     }
 
     /// Limits the total size of all files; creating or growing past it fails

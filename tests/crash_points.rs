@@ -129,10 +129,11 @@ fn run(op: Op, sim: &SimStorage, store: &mut Store, m: &mut Model) -> bool {
                     .subscribe("s", StartAt::First)
                     .and_then(|s| Ok((s, b.subscribe("t", StartAt::First)?)));
                 subs.and_then(|(s, t)| {
-                    // Both states carry their own position so the check can
-                    // tell which commit they came from.
-                    store.commit_all(&[(&s, to_s)], &to_s.to_le_bytes())?;
-                    store.commit_all(&[(&s, to_s), (&t, to_t)], &[])
+                    // One state naming both positions: the check can tell
+                    // that both came from this one commit.
+                    let mut state = to_s.to_le_bytes().to_vec();
+                    state.extend_from_slice(&to_t.to_le_bytes());
+                    store.commit_all(&[(&s, to_s), (&t, to_t)], &state)
                 })
                 .map(|_| {
                     m.s_pos = to_s;
@@ -206,6 +207,11 @@ fn decode(state: &[u8]) -> Option<u64> {
     state.try_into().ok().map(u64::from_le_bytes)
 }
 
+/// A multi-commit's state: (position of s, position of t).
+fn decode_pair(state: &[u8]) -> Option<(u64, u64)> {
+    (state.len() == 16).then(|| (decode(&state[..8]).unwrap_or(0), decode(&state[8..]).unwrap_or(0)))
+}
+
 fn check(store: &Store, m: &Model, ctx: &str) {
     common::assert_verified(store, ctx);
     let a = store.open_channel("a").unwrap_or_else(|e| panic!("{ctx}: {e}"));
@@ -246,12 +252,22 @@ fn check(store: &Store, m: &Model, ctx: &str) {
     if let (true, Some(t_pos)) = (b_exists, m.t_pos) {
         let b = store.open_channel("b").unwrap();
         let t = b.subscribe("t", StartAt::First).unwrap();
-        let got = t.committed().0;
+        let (got, t_state) = t.committed();
         assert!(
             got == t_pos || Some(got) == m.t_maybe,
             "{ctx}: t at {got}, model {t_pos} / {:?}",
             m.t_maybe
         );
+        // Atomicity: a multi-commit is seen by both or by neither.
+        let (s_pair, t_pair) = (decode_pair(&state), decode_pair(&t_state));
+        if let Some((ps, pt)) = s_pair {
+            assert_eq!((pos, got), (ps, pt), "{ctx}: s saw a multi-commit t did not");
+            assert_eq!(t_pair, s_pair, "{ctx}: states from different commits");
+        }
+        if let Some((ps, pt)) = t_pair {
+            // s may have committed alone since; it cannot be behind.
+            assert!(got == pt && pos >= ps, "{ctx}: t saw a multi-commit s did not");
+        }
     }
     if m.floor > 0 {
         let g = a.queue_subscribe("g", StartAt::First).unwrap();
@@ -279,6 +295,9 @@ fn explore(workload: &[Op], max_exhaustive_pages: usize, rng: &mut Rng) -> usize
         let start = sim.ops();
         for op in workload {
             assert!(run(*op, &sim, &mut store, &mut m), "{workload:?} fails without a crash");
+        }
+        if std::env::var("SPOOL_CRASH_DEBUG").is_ok() {
+            eprintln!("model after {workload:?}: {m:?}");
         }
         sim.ops() - start
     };
@@ -338,6 +357,9 @@ fn every_crash_point_of_short_workloads() {
         }
     }
     let mut states = 0;
+    if let Ok(only) = std::env::var("SPOOL_CRASH_DEBUG") {
+        workloads.retain(|w| format!("{w:?}") == only);
+    }
     for w in &workloads {
         states += explore(w, pages, &mut rng);
     }

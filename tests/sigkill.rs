@@ -44,13 +44,13 @@ fn child(dir: &str) {
         let seq = ch.last_seq() + 1;
         ch.publish(&payload(seq)).expect("publish");
         writeln!(out, "P {seq}").and_then(|_| out.flush()).expect("ack");
-        if seq % 37 == 0 {
+        if seq.is_multiple_of(37) {
             let (pos, _) = sub.committed();
             let to = (pos + 30).min(seq);
             sub.commit(to, &to.to_le_bytes()).expect("commit");
             writeln!(out, "C {to}").and_then(|_| out.flush()).expect("ack");
         }
-        if seq % 500 == 0 {
+        if seq.is_multiple_of(500) {
             store.compact_now().expect("compact");
         }
     }

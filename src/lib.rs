@@ -92,6 +92,8 @@ mod compaction;
 mod durability;
 mod env;
 mod error;
+#[doc(hidden)]
+pub mod fuzz_api;
 mod index;
 mod limits;
 mod message;

@@ -355,6 +355,16 @@ impl SimStorage {
         Ok(())
     }
 
+    /// Removes a file durably, as if it had been lost.
+    pub fn remove(&self, path: impl AsRef<Path>) -> io::Result<()> {
+        let path = path.as_ref();
+        self.inner.remove_file(path)?;
+        if let Some(parent) = path.parent() {
+            self.inner.sync_dir(parent)?;
+        }
+        Ok(())
+    }
+
     /// Paths of every file and directory, live view.
     pub fn list_all(&self) -> Vec<PathBuf> {
         self.inner.state.lock().live.keys().cloned().collect()

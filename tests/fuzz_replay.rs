@@ -1,0 +1,103 @@
+//! Runs the fuzz targets inside ordinary `cargo test`: every committed
+//! regression input under `fuzz/regressions/<target>/`, then a bounded
+//! number of seeded random inputs per target (`SPOOL_SEED` picks the seed,
+//! `SPOOL_FUZZ_CASES` the count; the seed is printed so a failure
+//! reproduces).
+
+mod common;
+mod fuzz_harness;
+
+use std::path::Path;
+
+use arbitrary::{Arbitrary, Unstructured};
+use common::{seed, Rng};
+use fuzz_harness::OpsInput;
+
+type Target = fn(&[u8]);
+
+fn ops_crash(data: &[u8]) {
+    let mut u = Unstructured::new(data);
+    if let Ok(input) = OpsInput::arbitrary(&mut u) {
+        fuzz_harness::ops_crash(&input);
+    }
+}
+
+const TARGETS: [(&str, Target, usize); 6] = [
+    ("ops_crash", ops_crash, 300),
+    ("open_files", fuzz_harness::open_files, 300),
+    ("record_frame", spool::fuzz_api::record_frame, 20_000),
+    ("index_file", spool::fuzz_api::index_file, 5_000),
+    ("subscribers_log", spool::fuzz_api::subscribers_log, 10_000),
+    ("catalog", spool::fuzz_api::catalog, 10_000),
+];
+
+fn regressions(name: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/regressions")
+        .join(name);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, Vec<u8>)> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_none_or(|x| x != "md"))
+        .filter_map(|e| {
+            std::fs::read(e.path())
+                .ok()
+                .map(|b| (e.file_name().to_string_lossy().into_owned(), b))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Random bytes shaped a little like the target's input: mostly short,
+/// sometimes long.
+fn random_input(rng: &mut Rng) -> Vec<u8> {
+    let len = match rng.below(10) {
+        0..=5 => rng.below(64),
+        6..=8 => rng.below(600),
+        _ => rng.below(6000),
+    } as usize;
+    (0..len).map(|_| rng.next() as u8).collect()
+}
+
+fn run_target(name: &str, target: Target, default_cases: usize) {
+    for (file, input) in regressions(name) {
+        eprintln!("{name}: regression {file}");
+        target(&input);
+    }
+    let cases = std::env::var("SPOOL_FUZZ_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(default_cases);
+    let base = seed();
+    for i in 0..cases {
+        let case_seed = base ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mut rng = Rng(case_seed);
+        let input = random_input(&mut rng);
+        let outcome = std::panic::catch_unwind(|| target(&input));
+        if outcome.is_err() {
+            panic!("{name}: case {i} failed; input (case seed {case_seed}): {input:?}");
+        }
+    }
+}
+
+#[test]
+fn ops_crash_target() {
+    let (name, f, n) = TARGETS[0];
+    run_target(name, f, n);
+}
+
+#[test]
+fn open_files_target() {
+    let (name, f, n) = TARGETS[1];
+    run_target(name, f, n);
+}
+
+#[test]
+fn decoder_targets() {
+    for (name, f, n) in &TARGETS[2..] {
+        run_target(name, *f, *n);
+    }
+}

@@ -15,9 +15,10 @@ use fuzz_harness::OpsInput;
 
 type Target = fn(&[u8]);
 
+/// Decodes the input exactly as `fuzz_target!` does, so a regression file
+/// replays the same workload.
 fn ops_crash(data: &[u8]) {
-    let mut u = Unstructured::new(data);
-    if let Ok(input) = OpsInput::arbitrary(&mut u) {
+    if let Ok(input) = OpsInput::arbitrary_take_rest(Unstructured::new(data)) {
         fuzz_harness::ops_crash(&input);
     }
 }

@@ -326,9 +326,11 @@ fn step(op: FuzzOp, sim: &SimStorage, store: &mut Option<Store>, m: &mut Model) 
                 return true;
             };
             m.chans.insert(name, None);
-            m.dead.push(cm.id);
             match st.delete_channel(name) {
                 Ok(()) => {
+                    // Only an acknowledged delete is final; one cut by a
+                    // crash may or may not have happened.
+                    m.dead.push(cm.id);
                     m.chans.remove(name);
                     true
                 }

@@ -19,6 +19,9 @@ type Target = fn(&[u8]);
 /// replays the same workload.
 fn ops_crash(data: &[u8]) {
     if let Ok(input) = OpsInput::arbitrary_take_rest(Unstructured::new(data)) {
+        if std::env::var("SPOOL_FUZZ_DEBUG").is_ok() {
+            eprintln!("{input:#?}");
+        }
         fuzz_harness::ops_crash(&input);
     }
 }

@@ -49,7 +49,9 @@ pub fn base_store() -> SimStorage {
 /// Opens a damaged store and reads everything: any outcome but a panic is
 /// fine, and every message served must be the one that was written.
 pub fn open_files(data: &[u8]) {
-    let sim = base_store();
+    // Built once; each input damages a fresh copy.
+    static BASE: std::sync::OnceLock<SimStorage> = std::sync::OnceLock::new();
+    let sim = BASE.get_or_init(base_store).process_crash();
     let files: Vec<_> = sim.list_all().into_iter().filter(|p| sim.read(p).is_ok()).collect();
     let mut u = Unstructured::new(data);
     let (Ok(pick), Ok(how)) = (u.arbitrary::<u8>(), u.arbitrary::<u8>()) else {

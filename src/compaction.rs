@@ -20,7 +20,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use crate::channel::ChannelCore;
 use crate::error::{Error, Result};
 use crate::retention::{decide, Probe, SegmentSummary};
-use crate::segment::{index_file_name, Segment, SEGMENT_HEADER_LEN};
+use crate::segment::{index_file_name, Segment, Slot, SEGMENT_HEADER_LEN};
 use crate::store::StoreShared;
 
 /// What one compaction pass did.
@@ -205,24 +205,19 @@ fn summarize(core: &ChannelCore) -> Result<(Vec<SegmentSummary>, SegmentProbe<'_
         let Some((slot, next_base)) = core.segments.at(i) else {
             break;
         };
+        let sealed = |seal: Slot| SegmentSummary {
+            first_seq: slot.base,
+            next_seq: seal.next_seq,
+            bytes: seal.durable_end.saturating_sub(SEGMENT_HEADER_LEN as u64),
+            last_timestamp: seal.last_timestamp,
+            sealed: true,
+        };
         let summary = match slot.seal() {
-            Some(seal) => SegmentSummary {
-                first_seq: slot.base,
-                next_seq: seal.next_seq,
-                bytes: seal.durable_end.saturating_sub(SEGMENT_HEADER_LEN as u64),
-                last_timestamp: seal.last_timestamp,
-                sealed: true,
-            },
+            Some(seal) => sealed(seal),
             None => {
                 let seg = core.segments.open(&core.env, core.id, &slot, next_base)?;
                 match seg.seal_info() {
-                    Some(seal) => SegmentSummary {
-                        first_seq: slot.base,
-                        next_seq: seal.next_seq,
-                        bytes: seal.durable_end.saturating_sub(SEGMENT_HEADER_LEN as u64),
-                        last_timestamp: seal.last_timestamp,
-                        sealed: true,
-                    },
+                    Some(seal) => sealed(seal),
                     None => SegmentSummary {
                         first_seq: slot.base,
                         next_seq: core.last_seq.load(Ordering::Acquire) + 1,

@@ -12,13 +12,7 @@ use spool::{Error, RecoveryMode, Store};
 const N: u64 = 2000;
 
 fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(dir.join("channels/1"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
-        .collect();
-    v.sort();
-    v
+    common::channel_files(dir, 1, "seg")
 }
 
 fn build(dir: &Path) {

@@ -25,13 +25,7 @@ fn build(dir: &Path) -> Vec<u64> {
 }
 
 fn index_files(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(dir.join("channels/1"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "idx"))
-        .collect();
-    v.sort();
-    v
+    common::channel_files(dir, 1, "idx")
 }
 
 fn verify_reads(dir: &Path, stamps: &[u64]) {

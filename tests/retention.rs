@@ -23,10 +23,7 @@ fn frame(len: usize) -> u64 {
 }
 
 fn segment_files(dir: &Path, id: u64) -> usize {
-    fs::read_dir(dir.join("channels").join(id.to_string()))
-        .unwrap()
-        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "seg"))
-        .count()
+    common::channel_files(dir, id, "seg").len()
 }
 
 fn fill(ch: &spool::Channel, n: u64, len: usize) {

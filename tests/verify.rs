@@ -23,13 +23,7 @@ fn build(dir: &Path) {
 }
 
 fn segment(dir: &Path, i: usize) -> PathBuf {
-    let mut v: Vec<PathBuf> = fs::read_dir(dir.join("channels/1"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
-        .collect();
-    v.sort();
-    v[i].clone()
+    common::channel_files(dir, 1, "seg")[i].clone()
 }
 
 fn problems(dir: &Path) -> Vec<spool::Problem> {

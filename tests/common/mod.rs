@@ -68,3 +68,14 @@ pub fn assert_verified(store: &Store, context: &str) {
     let report = store.verify().expect("verify runs");
     assert!(report.is_ok(), "{context}: verify found {:#?}", report.problems);
 }
+
+/// Files of channel `id` in the store at `dir` with extension `ext`, sorted.
+pub fn channel_files(dir: &std::path::Path, id: u64, ext: &str) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<std::path::PathBuf> = std::fs::read_dir(dir.join("channels").join(id.to_string()))
+        .expect("channel directory")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
+        .collect();
+    v.sort();
+    v
+}

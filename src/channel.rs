@@ -144,7 +144,12 @@ impl ChannelCore {
         if seq < first || seq > last {
             return Err(self.out_of_range(seq));
         }
-        self.segment_for(seq)?.find(seq)
+        let found = self.segment_for(seq).and_then(|seg| seg.find(seq));
+        match found {
+            // Retention removed it between the range check and the read.
+            Err(_) if seq < self.first_seq.load(Ordering::Acquire) => Err(self.out_of_range(seq)),
+            other => other,
+        }
     }
 
     pub(crate) fn seq_at_or_after(&self, ts: u64) -> Result<Option<u64>> {

@@ -113,6 +113,12 @@ impl Iterator for Messages {
             return None;
         }
         let item = self.step();
+        if item.is_err() && self.next_seq < self.core.first_seq.load(Ordering::Acquire) {
+            // Retention removed the segment under us: go on from the first
+            // retained message.
+            self.segment = None;
+            return self.next();
+        }
         if matches!(item, Err(ref e) if !matches!(e, Error::Lost { .. })) {
             self.failed = true;
         }

@@ -220,10 +220,10 @@ fn blocking_receive_wakes_on_publish() {
     let (_dir, store, _) = store_with(0);
     let ch = store.channel("c").unwrap();
     let sub = Arc::new(ch.subscribe("s", StartAt::New).unwrap());
+    let start = Instant::now();
     let receiver = {
         let sub = Arc::clone(&sub);
         std::thread::spawn(move || {
-            let start = Instant::now();
             let m = sub.recv().unwrap();
             (m.seq(), start.elapsed())
         })

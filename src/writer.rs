@@ -112,7 +112,9 @@ impl ChannelCore {
             }
             first..=w.next_seq - 1
         };
-        self.touch();
+        // Activity for max_inactivity, from the timestamp already read.
+        self.last_activity
+            .store(self.last_timestamp.load(Ordering::Relaxed), Ordering::Relaxed);
         self.arrivals.wake();
         if self.env.opts.get_sync_policy() == SyncPolicy::Always {
             self.sync_through(*range.end())?;

@@ -167,6 +167,10 @@ impl StoreShared {
         }
 
         for (core, d) in changes {
+            // Deleted meanwhile: its directory is gone with everything in it.
+            if core.deleted.load(Ordering::Acquire) {
+                continue;
+            }
             if core.first_seq.fetch_max(d.first_seq, Ordering::AcqRel) < d.first_seq {
                 report.channels_trimmed += 1;
             }
@@ -177,7 +181,13 @@ impl StoreShared {
                 }
             }
             if !removed.is_empty() {
-                self.env.sticky(self.env.storage.sync_dir(&core.dir))?;
+                let synced = self.env.storage.sync_dir(&core.dir);
+                // A delete_channel racing this pass removes the directory;
+                // that is not a failed sync.
+                let gone = core.deleted.load(Ordering::Acquire) && !self.env.storage.exists(&core.dir);
+                if !gone {
+                    self.env.sticky(synced)?;
+                }
                 report.segments_deleted += removed.len();
             }
             // Subscribers below the new first seq skip ahead on their own.

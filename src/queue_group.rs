@@ -256,6 +256,16 @@ impl QueueMember {
     fn take(&self, now: Instant) -> Result<(Option<Delivery>, Wait)> {
         let core = &self.group.core;
         let mut st = self.group.st.lock();
+        // Retention removed what the group had not reached: skip it at once
+        // (the new floor is persisted with the next ack).
+        let first = core.first_seq.load(Ordering::Acquire);
+        if st.floor + 1 < first {
+            st.floor = first - 1;
+            let floor = st.floor;
+            st.acked.retain(|s| *s > floor);
+            st.redeliver.retain(|s, _| *s > floor);
+        }
+        st.next_new = st.next_new.max(first);
         loop {
             let expiry = st.expire(now);
             let wait = Wait {

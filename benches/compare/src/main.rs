@@ -5,8 +5,8 @@
 //!
 //! `cargo run --release --manifest-path benches/compare/Cargo.toml`
 //!
-//! The peers named in issue 7 (SQLite via rusqlite, redb, fjall, LMDB via
-//! heed, commitlog) are to be added as further `Engine`s.
+//! Peers so far: SQLite (rusqlite, bundled) and redb; fjall, LMDB (heed)
+//! and commitlog are to be added as further `Engine`s.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -53,6 +53,96 @@ impl Engine for Spool {
     }
     fn read_all(&mut self) -> usize {
         self.ch.read_from(1).expect("read").map(|m| m.expect("message").payload().len()).sum()
+    }
+}
+
+/// SQLite through rusqlite: WAL, `synchronous=NORMAL` without per-batch
+/// sync and `FULL` with it, a prepared insert, a transaction per batch.
+struct Sqlite {
+    _dir: tempfile::TempDir,
+    conn: rusqlite::Connection,
+    next: i64,
+}
+
+impl Sqlite {
+    fn new(sync: bool) -> Sqlite {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conn = rusqlite::Connection::open(dir.path().join("db.sqlite")).expect("open");
+        let mode = if sync { "FULL" } else { "NORMAL" };
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous={mode};
+             CREATE TABLE log (seq INTEGER PRIMARY KEY, payload BLOB NOT NULL);"
+        ))
+        .expect("schema");
+        Sqlite { _dir: dir, conn, next: 1 }
+    }
+}
+
+impl Engine for Sqlite {
+    fn name(&self) -> &'static str {
+        "sqlite (rusqlite, WAL)"
+    }
+    fn append(&mut self, batch: &[&[u8]], _sync: bool) {
+        let tx = self.conn.transaction().expect("begin");
+        {
+            let mut insert = tx.prepare_cached("INSERT INTO log (seq, payload) VALUES (?1, ?2)").expect("prepare");
+            for p in batch {
+                insert.execute(rusqlite::params![self.next, p]).expect("insert");
+                self.next += 1;
+            }
+        }
+        tx.commit().expect("commit");
+    }
+    fn read_all(&mut self) -> usize {
+        let mut stmt = self.conn.prepare("SELECT payload FROM log ORDER BY seq").expect("prepare");
+        let mut rows = stmt.query([]).expect("query");
+        let mut total = 0;
+        while let Some(row) = rows.next().expect("row") {
+            total += row.get_ref(0).expect("payload").as_blob().expect("blob").len();
+        }
+        total
+    }
+}
+
+const REDB_LOG: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("log");
+
+/// redb: a write transaction per batch, `Durability::None` without
+/// per-batch sync and `Immediate` with it.
+struct Redb {
+    _dir: tempfile::TempDir,
+    db: redb::Database,
+    next: u64,
+}
+
+impl Redb {
+    fn new() -> Redb {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = redb::Database::create(dir.path().join("db.redb")).expect("create");
+        Redb { _dir: dir, db, next: 1 }
+    }
+}
+
+impl Engine for Redb {
+    fn name(&self) -> &'static str {
+        "redb"
+    }
+    fn append(&mut self, batch: &[&[u8]], sync: bool) {
+        let mut tx = self.db.begin_write().expect("begin");
+        tx.set_durability(if sync { redb::Durability::Immediate } else { redb::Durability::None });
+        {
+            let mut table = tx.open_table(REDB_LOG).expect("table");
+            for p in batch {
+                table.insert(self.next, *p).expect("insert");
+                self.next += 1;
+            }
+        }
+        tx.commit().expect("commit");
+    }
+    fn read_all(&mut self) -> usize {
+        use redb::ReadableTable;
+        let tx = self.db.begin_read().expect("begin");
+        let table = tx.open_table(REDB_LOG).expect("table");
+        table.iter().expect("iter").map(|kv| kv.expect("entry").1.value().len()).sum()
     }
 }
 
@@ -187,6 +277,8 @@ fn main() -> std::io::Result<()> {
         run(Box::new(Spool::new()), &mut rows, sync);
         run(Box::new(RawWrite::new()), &mut rows, sync);
         run(Box::new(RawMmap::new()), &mut rows, sync);
+        run(Box::new(Sqlite::new(sync)), &mut rows, sync);
+        run(Box::new(Redb::new()), &mut rows, sync);
     }
     let rate = |r: &Row| MESSAGES as f64 / r.elapsed.as_secs_f64();
     println!("{MESSAGES} x {PAYLOAD} B, batches of {BATCH}\n");

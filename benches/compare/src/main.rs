@@ -5,8 +5,8 @@
 //!
 //! `cargo run --release --manifest-path benches/compare/Cargo.toml`
 //!
-//! Peers so far: SQLite (rusqlite, bundled) and redb; fjall, LMDB (heed)
-//! and commitlog are to be added as further `Engine`s.
+//! Peers so far: SQLite (rusqlite, bundled), redb, fjall and LMDB (heed);
+//! commitlog is to be added as a further `Engine`.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -146,6 +146,92 @@ impl Engine for Redb {
     }
 }
 
+/// fjall: a write batch per message batch; `persist(SyncData)` with sync.
+struct Fjall {
+    _dir: tempfile::TempDir,
+    keyspace: fjall::Keyspace,
+    log: fjall::PartitionHandle,
+    next: u64,
+}
+
+impl Fjall {
+    fn new() -> Fjall {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let keyspace = fjall::Config::new(dir.path().join("fjall")).open().expect("open");
+        let log = keyspace
+            .open_partition("log", fjall::PartitionCreateOptions::default())
+            .expect("partition");
+        Fjall { _dir: dir, keyspace, log, next: 1 }
+    }
+}
+
+impl Engine for Fjall {
+    fn name(&self) -> &'static str {
+        "fjall"
+    }
+    fn append(&mut self, batch: &[&[u8]], sync: bool) {
+        let mut b = self.keyspace.batch();
+        for p in batch {
+            b.insert(&self.log, self.next.to_be_bytes(), *p);
+            self.next += 1;
+        }
+        b.commit().expect("commit");
+        if sync {
+            self.keyspace.persist(fjall::PersistMode::SyncData).expect("persist");
+        }
+    }
+    fn read_all(&mut self) -> usize {
+        self.log.iter().map(|kv| kv.expect("entry").1.len()).sum()
+    }
+}
+
+/// LMDB through heed: a write transaction per batch; the environment
+/// opened with NO_SYNC when not syncing per batch.
+struct Lmdb {
+    _dir: tempfile::TempDir,
+    env: heed::Env,
+    db: heed::Database<heed::types::U64<heed::byteorder::BE>, heed::types::Bytes>,
+    next: u64,
+}
+
+impl Lmdb {
+    fn new(sync: bool) -> Lmdb {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut opts = heed::EnvOpenOptions::new();
+        opts.map_size(4 << 30);
+        if !sync {
+            // SAFETY: only durability is relaxed; nothing else shares the env.
+            unsafe { opts.flags(heed::EnvFlags::NO_SYNC) };
+        }
+        // SAFETY: the directory is private to this run and opened once.
+        let env = unsafe { opts.open(dir.path()) }.expect("open");
+        let mut wtxn = env.write_txn().expect("txn");
+        let db = env.create_database(&mut wtxn, None).expect("db");
+        wtxn.commit().expect("commit");
+        Lmdb { _dir: dir, env, db, next: 1 }
+    }
+}
+
+impl Engine for Lmdb {
+    fn name(&self) -> &'static str {
+        "lmdb (heed)"
+    }
+    fn append(&mut self, batch: &[&[u8]], _sync: bool) {
+        let mut wtxn = self.env.write_txn().expect("txn");
+        for p in batch {
+            self.db
+                .put_with_flags(&mut wtxn, heed::PutFlags::APPEND, &self.next, p)
+                .expect("append");
+            self.next += 1;
+        }
+        wtxn.commit().expect("commit");
+    }
+    fn read_all(&mut self) -> usize {
+        let rtxn = self.env.read_txn().expect("txn");
+        self.db.iter(&rtxn).expect("iter").map(|kv| kv.expect("entry").1.len()).sum()
+    }
+}
+
 /// `write(2)` through a buffer: length + CRC + payload per record.
 struct RawWrite {
     _dir: tempfile::TempDir,
@@ -279,6 +365,8 @@ fn main() -> std::io::Result<()> {
         run(Box::new(RawMmap::new()), &mut rows, sync);
         run(Box::new(Sqlite::new(sync)), &mut rows, sync);
         run(Box::new(Redb::new()), &mut rows, sync);
+        run(Box::new(Fjall::new()), &mut rows, sync);
+        run(Box::new(Lmdb::new(sync)), &mut rows, sync);
     }
     let rate = |r: &Row| MESSAGES as f64 / r.elapsed.as_secs_f64();
     println!("{MESSAGES} x {PAYLOAD} B, batches of {BATCH}\n");

@@ -37,7 +37,11 @@ impl Spool {
         let opts = spool::Options::default().sync_policy(spool::SyncPolicy::Never);
         let store = spool::Store::open(dir.path(), opts).expect("open");
         let ch = store.channel("bench").expect("channel");
-        Spool { _dir: dir, _store: store, ch }
+        Spool {
+            _dir: dir,
+            _store: store,
+            ch,
+        }
     }
 }
 
@@ -52,7 +56,11 @@ impl Engine for Spool {
         }
     }
     fn read_all(&mut self) -> usize {
-        self.ch.read_from(1).expect("read").map(|m| m.expect("message").payload().len()).sum()
+        self.ch
+            .read_from(1)
+            .expect("read")
+            .map(|m| m.expect("message").payload().len())
+            .sum()
     }
 }
 
@@ -74,7 +82,11 @@ impl Sqlite {
              CREATE TABLE log (seq INTEGER PRIMARY KEY, payload BLOB NOT NULL);"
         ))
         .expect("schema");
-        Sqlite { _dir: dir, conn, next: 1 }
+        Sqlite {
+            _dir: dir,
+            conn,
+            next: 1,
+        }
     }
 }
 
@@ -85,7 +97,9 @@ impl Engine for Sqlite {
     fn append(&mut self, batch: &[&[u8]], _sync: bool) {
         let tx = self.conn.transaction().expect("begin");
         {
-            let mut insert = tx.prepare_cached("INSERT INTO log (seq, payload) VALUES (?1, ?2)").expect("prepare");
+            let mut insert = tx
+                .prepare_cached("INSERT INTO log (seq, payload) VALUES (?1, ?2)")
+                .expect("prepare");
             for p in batch {
                 insert.execute(rusqlite::params![self.next, p]).expect("insert");
                 self.next += 1;
@@ -94,7 +108,10 @@ impl Engine for Sqlite {
         tx.commit().expect("commit");
     }
     fn read_all(&mut self) -> usize {
-        let mut stmt = self.conn.prepare("SELECT payload FROM log ORDER BY seq").expect("prepare");
+        let mut stmt = self
+            .conn
+            .prepare("SELECT payload FROM log ORDER BY seq")
+            .expect("prepare");
         let mut rows = stmt.query([]).expect("query");
         let mut total = 0;
         while let Some(row) = rows.next().expect("row") {
@@ -128,7 +145,11 @@ impl Engine for Redb {
     }
     fn append(&mut self, batch: &[&[u8]], sync: bool) {
         let mut tx = self.db.begin_write().expect("begin");
-        tx.set_durability(if sync { redb::Durability::Immediate } else { redb::Durability::None });
+        tx.set_durability(if sync {
+            redb::Durability::Immediate
+        } else {
+            redb::Durability::None
+        });
         {
             let mut table = tx.open_table(REDB_LOG).expect("table");
             for p in batch {
@@ -142,7 +163,11 @@ impl Engine for Redb {
         use redb::ReadableTable;
         let tx = self.db.begin_read().expect("begin");
         let table = tx.open_table(REDB_LOG).expect("table");
-        table.iter().expect("iter").map(|kv| kv.expect("entry").1.value().len()).sum()
+        table
+            .iter()
+            .expect("iter")
+            .map(|kv| kv.expect("entry").1.value().len())
+            .sum()
     }
 }
 
@@ -161,7 +186,12 @@ impl Fjall {
         let log = keyspace
             .open_partition("log", fjall::PartitionCreateOptions::default())
             .expect("partition");
-        Fjall { _dir: dir, keyspace, log, next: 1 }
+        Fjall {
+            _dir: dir,
+            keyspace,
+            log,
+            next: 1,
+        }
     }
 }
 
@@ -208,7 +238,12 @@ impl Lmdb {
         let mut wtxn = env.write_txn().expect("txn");
         let db = env.create_database(&mut wtxn, None).expect("db");
         wtxn.commit().expect("commit");
-        Lmdb { _dir: dir, env, db, next: 1 }
+        Lmdb {
+            _dir: dir,
+            env,
+            db,
+            next: 1,
+        }
     }
 }
 
@@ -228,7 +263,11 @@ impl Engine for Lmdb {
     }
     fn read_all(&mut self) -> usize {
         let rtxn = self.env.read_txn().expect("txn");
-        self.db.iter(&rtxn).expect("iter").map(|kv| kv.expect("entry").1.len()).sum()
+        self.db
+            .iter(&rtxn)
+            .expect("iter")
+            .map(|kv| kv.expect("entry").1.len())
+            .sum()
     }
 }
 
@@ -297,10 +336,16 @@ impl RawMmap {
             .truncate(true)
             .open(dir.path().join("log"))
             .expect("create");
-        file.set_len((MESSAGES * (PAYLOAD + 8) + (1 << 20)) as u64).expect("size");
+        file.set_len((MESSAGES * (PAYLOAD + 8) + (1 << 20)) as u64)
+            .expect("size");
         // SAFETY: the file is private to this benchmark and outlives the map.
         let map = unsafe { memmap2::MmapMut::map_mut(&file) }.expect("map");
-        RawMmap { _dir: dir, map, at: 0, synced: 0 }
+        RawMmap {
+            _dir: dir,
+            map,
+            at: 0,
+            synced: 0,
+        }
     }
 }
 
@@ -348,12 +393,24 @@ fn run(mut e: Box<dyn Engine>, rows: &mut Vec<Row>, sync: bool) {
     for _ in 0..MESSAGES / BATCH {
         e.append(&batch, sync);
     }
-    let workload = if sync { "append, sync per batch" } else { "append, no sync" };
-    rows.push(Row { engine: e.name(), workload, elapsed: start.elapsed() });
+    let workload = if sync {
+        "append, sync per batch"
+    } else {
+        "append, no sync"
+    };
+    rows.push(Row {
+        engine: e.name(),
+        workload,
+        elapsed: start.elapsed(),
+    });
     if !sync {
         let start = Instant::now();
         assert_eq!(e.read_all(), MESSAGES * PAYLOAD);
-        rows.push(Row { engine: e.name(), workload: "sequential read", elapsed: start.elapsed() });
+        rows.push(Row {
+            engine: e.name(),
+            workload: "sequential read",
+            elapsed: start.elapsed(),
+        });
     }
 }
 
@@ -375,10 +432,28 @@ fn main() -> std::io::Result<()> {
     let mut csv = File::create("compare.csv")?;
     writeln!(csv, "workload,engine,msg_per_s,mb_per_s,ratio_to_spool")?;
     for r in &rows {
-        let spool = rows.iter().find(|s| s.workload == r.workload && s.engine == "spool").map_or(1.0, rate);
+        let spool = rows
+            .iter()
+            .find(|s| s.workload == r.workload && s.engine == "spool")
+            .map_or(1.0, rate);
         let (msgs, mbs) = (rate(r), rate(r) * PAYLOAD as f64 / 1e6);
-        println!("| {} | {} | {:.2} | {:.0} | {:.2} |", r.workload, r.engine, msgs / 1e6, mbs, msgs / spool);
-        writeln!(csv, "{},{},{:.0},{:.1},{:.3}", r.workload, r.engine, msgs, mbs, msgs / spool)?;
+        println!(
+            "| {} | {} | {:.2} | {:.0} | {:.2} |",
+            r.workload,
+            r.engine,
+            msgs / 1e6,
+            mbs,
+            msgs / spool
+        );
+        writeln!(
+            csv,
+            "{},{},{:.0},{:.1},{:.3}",
+            r.workload,
+            r.engine,
+            msgs,
+            mbs,
+            msgs / spool
+        )?;
     }
     Ok(())
 }

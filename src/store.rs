@@ -85,6 +85,7 @@ fn new_core(
 ) -> Arc<ChannelCore> {
     let id = entry.id;
     let last = rec.writer.next_seq - 1;
+    let last_timestamp = rec.writer.last_timestamp;
     Arc::new(ChannelCore {
         env: Arc::clone(env),
         id,
@@ -96,7 +97,7 @@ fn new_core(
         first_seq: AtomicU64::new(rec.first_seq),
         // Recovery leaves everything it kept durable.
         durable_seq: AtomicU64::new(last),
-        last_timestamp: AtomicU64::new(rec.last_timestamp),
+        last_timestamp: AtomicU64::new(last_timestamp),
         group: GroupCommit::default(),
         deleted: AtomicBool::new(false),
         subs: Arc::clone(subs),

@@ -82,7 +82,6 @@ impl RecoveredChannel {
                 prefault: PrefaultCursor::default(),
             },
             first_seq: next_seq,
-            last_timestamp: 0,
             report: ChannelRecovery::default(),
         }
     }
@@ -93,7 +92,6 @@ pub(crate) struct RecoveredChannel {
     pub segments: Vec<Arc<SegmentSlot>>,
     pub writer: Writer,
     pub first_seq: u64,
-    pub last_timestamp: u64,
     pub report: ChannelRecovery,
 }
 
@@ -207,12 +205,10 @@ pub(crate) fn recover_channel(
             segments.push(slot);
         }
     }
-    let last_timestamp = writer.last_timestamp;
     Ok(RecoveredChannel {
         segments,
         writer,
         first_seq: first,
-        last_timestamp,
         report,
     })
 }

@@ -27,6 +27,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::io;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -285,7 +286,7 @@ impl SimStorage {
             let len = old.len().max(new.len());
             for page in (0..len).step_by(PAGE) {
                 let end = (page + PAGE).min(len);
-                let differs = (page..end).any(|i| old.get(i).copied().unwrap_or(0) != new.get(i).copied().unwrap_or(0));
+                let differs = page_differs(old, &new, page..end);
                 pages += usize::from(differs);
             }
         }
@@ -312,7 +313,7 @@ impl SimStorage {
             let mut out = vec![0u8; len];
             for page in (0..len.max(old.len())).step_by(PAGE) {
                 let end = (page + PAGE).min(len.max(old.len()));
-                let differs = (page..end).any(|i| old.get(i).copied().unwrap_or(0) != new.get(i).copied().unwrap_or(0));
+                let differs = page_differs(old, &new, page..end);
                 let take_new = !differs || (bit < 64 && new_pages & (1 << bit) != 0);
                 if differs {
                     bit += 1;
@@ -369,6 +370,13 @@ impl SimStorage {
     pub fn list_all(&self) -> Vec<PathBuf> {
         self.inner.state.lock().live.keys().cloned().collect()
     }
+}
+
+/// Whether bytes `range` differ between two images (missing bytes are 0).
+fn page_differs(old: &[u8], new: &[u8], range: Range<usize>) -> bool {
+    range
+        .into_iter()
+        .any(|i| old.get(i).copied().unwrap_or(0) != new.get(i).copied().unwrap_or(0))
 }
 
 /// One file's content after a power cut.

@@ -10,12 +10,20 @@
 //! are written and read only through the records token (`&mut` for writes),
 //! and the header zone only through the header token. So no `&[u8]` handed
 //! out ever aliases a byte that is being written.
+//!
+//! The records token of a file-backed region can also write *through the
+//! file* (`pwrite(2)`) instead of through the mapping: the page cache is the
+//! same, so readers of the mapping see the bytes, but pages dirtied by
+//! `pwrite` are written back block by block, while a page stored to through
+//! a mapping takes a write-protect fault after every writeback and is then
+//! written back whole. A writer that syncs after every append uses it.
 #![allow(unsafe_code)]
 
 use std::fs::File;
 use std::io;
 use std::ops::Range;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -59,7 +67,22 @@ pub(crate) struct HeaderToken {
 /// Write access to the records zone at and above the published length.
 pub(crate) struct RecordsToken {
     region: Arc<Region>,
+    /// The mapped file, for writing through it; `None` for heap regions.
+    file: Option<File>,
+    /// Writes are staged and flushed with `pwrite` rather than stored
+    /// through the mapping.
+    write_through: bool,
+    /// Staged bytes, contiguous from `staged_at`, not yet in the file.
+    staged: Vec<u8>,
+    staged_at: usize,
 }
+
+/// A write-through token flushes its staged bytes at least this often, so a
+/// huge batch does not buffer without bound.
+const MAX_STAGED: usize = 1 << 20;
+/// A write at most this far past the staged bytes extends them with zeros
+/// (the padding between frames) instead of starting a new `pwrite`.
+const MAX_STAGED_GAP: usize = 64;
 
 impl std::fmt::Debug for Region {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -77,7 +100,7 @@ pub(crate) type RegionParts = (Arc<Region>, HeaderToken, RecordsToken);
 impl Region {
     /// Maps `len` bytes of `file` read-write and shared. The file must be at
     /// least `len` bytes long: spool never maps past a file's end.
-    pub(crate) fn map_file(file: &File, len: usize, records_start: usize) -> io::Result<RegionParts> {
+    pub(crate) fn map_file(file: File, len: usize, records_start: usize) -> io::Result<RegionParts> {
         let file_len = file.metadata()?.len();
         if (file_len as u128) < len as u128 || len == 0 || records_start > len {
             return Err(io::Error::new(
@@ -85,9 +108,9 @@ impl Region {
                 format!("refusing to map {len} bytes of a {file_len}-byte file"),
             ));
         }
-        let map = MmapOptions::new().len(len).map_raw(file)?;
+        let map = MmapOptions::new().len(len).map_raw(&file)?;
         let ptr = map.as_mut_ptr();
-        Ok(Self::parts(ptr, len, records_start, Backing::Map(map)))
+        Ok(Self::parts(ptr, len, records_start, Backing::Map(map), Some(file)))
     }
 
     /// Wraps a simulated file's live buffer.
@@ -97,10 +120,16 @@ impl Region {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "cannot map an empty file"));
         }
         let ptr = buf.ptr;
-        Ok(Self::parts(ptr, len, records_start, Backing::Heap { buf, on_sync }))
+        Ok(Self::parts(
+            ptr,
+            len,
+            records_start,
+            Backing::Heap { buf, on_sync },
+            None,
+        ))
     }
 
-    fn parts(ptr: *mut u8, len: usize, records_start: usize, backing: Backing) -> RegionParts {
+    fn parts(ptr: *mut u8, len: usize, records_start: usize, backing: Backing, file: Option<File>) -> RegionParts {
         let region = Arc::new(Region {
             ptr,
             len,
@@ -113,7 +142,13 @@ impl Region {
             HeaderToken {
                 region: Arc::clone(&region),
             },
-            RecordsToken { region },
+            RecordsToken {
+                region,
+                file,
+                write_through: false,
+                staged: Vec::new(),
+                staged_at: records_start,
+            },
         )
     }
 
@@ -230,29 +265,78 @@ impl RecordsToken {
     pub(crate) fn read(&self, off: usize, len: usize) -> io::Result<&[u8]> {
         let r = &self.region;
         r.check(off, len, r.records_start..r.len)?;
+        if !self.staged.is_empty() {
+            // The mapping would show the bytes as they were before staging.
+            return Err(io::Error::other("read of a region with staged writes"));
+        }
         Ok(r.token_read(off, len))
     }
 
-    /// Writes unpublished bytes; published bytes are immutable.
+    /// Switches writing through the file on or off; returns whether it is
+    /// on (a heap region has no file and always stores through memory).
+    pub(crate) fn set_write_through(&mut self, on: bool) -> io::Result<bool> {
+        self.flush()?;
+        self.write_through = on && self.file.is_some();
+        Ok(self.write_through)
+    }
+
+    /// Writes unpublished bytes; published bytes are immutable. In
+    /// write-through mode the bytes are staged and reach the file at the
+    /// latest when they are published.
     #[inline]
     pub(crate) fn write(&mut self, off: usize, data: &[u8]) -> io::Result<()> {
         let r = &self.region;
         r.check(off, data.len(), r.published.load(Ordering::Relaxed)..r.len)?;
-        r.copy_in(off, data);
+        if !self.write_through {
+            r.copy_in(off, data);
+            return Ok(());
+        }
+        let staged_end = self.staged_at + self.staged.len();
+        match off.checked_sub(staged_end) {
+            // Frame padding: stage the zeros the gap holds anyway.
+            Some(gap) if gap <= MAX_STAGED_GAP && !self.staged.is_empty() => {
+                self.staged.resize(self.staged.len() + gap, 0);
+            }
+            Some(0) => {}
+            _ => {
+                self.flush()?;
+                self.staged_at = off;
+            }
+        }
+        self.staged.extend_from_slice(data);
+        if self.staged.len() >= MAX_STAGED {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes staged bytes to the file.
+    fn flush(&mut self) -> io::Result<()> {
+        if self.staged.is_empty() {
+            return Ok(());
+        }
+        if let Some(file) = &self.file {
+            file.write_all_at(&self.staged, self.staged_at as u64)?;
+        }
+        self.staged_at += self.staged.len();
+        self.staged.clear();
         Ok(())
     }
 
     /// Zeroes unpublished bytes.
     pub(crate) fn zero(&mut self, off: usize, len: usize) -> io::Result<()> {
+        self.flush()?;
         let r = &self.region;
         r.check(off, len, r.published.load(Ordering::Relaxed)..r.len)?;
         r.fill_zero(off, len);
         Ok(())
     }
 
-    /// Makes `[records_start, end)` readable by everyone (Release).
+    /// Makes `[records_start, end)` readable by everyone (Release), after
+    /// writing any staged bytes to the file.
     #[inline]
     pub(crate) fn publish(&mut self, end: usize) -> io::Result<()> {
+        self.flush()?;
         let r = &self.region;
         r.check(r.records_start, end - r.records_start.min(end), r.records_start..r.len)?;
         if end < r.published.load(Ordering::Relaxed) {

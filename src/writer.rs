@@ -1,10 +1,12 @@
 //! The append path: one writer per channel, under a short lock.
 
 use std::ops::RangeInclusive;
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::channel::ChannelCore;
+use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::index::{Coverage, IndexEntry};
 use crate::mmap::RecordsToken;
@@ -47,6 +49,17 @@ impl Writer {
     }
 }
 
+/// Prepares an active segment's records token for a writer: under
+/// `SyncPolicy::Always` it writes through the file (see `mmap` for why that
+/// makes a sync per append cheaper).
+pub(crate) fn writer_token(env: &Env, path: &Path, mut token: RecordsToken) -> Result<RecordsToken> {
+    let always = env.opts.get_sync_policy() == SyncPolicy::Always;
+    token
+        .set_write_through(always)
+        .map_err(|e| Error::io("prepare segment for writing", path, e))?;
+    Ok(token)
+}
+
 impl ChannelCore {
     pub(crate) fn append<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<RangeInclusive<u64>> {
         let max = self.env.opts.get_max_payload();
@@ -68,6 +81,9 @@ impl ChannelCore {
             let first = w.next_seq;
             let timestamp = self.env.opts.now_ns().max(w.last_timestamp);
             let interval = self.env.opts.get_index_interval() as usize;
+            // A writer that syncs after every append publishes once per batch
+            // (its token then writes the batch with one pwrite).
+            let per_record = self.env.opts.get_sync_policy() != SyncPolicy::Always;
             for payload in payloads {
                 let payload = payload.as_ref();
                 let len = frame_len(payload.len());
@@ -87,9 +103,8 @@ impl ChannelCore {
                     w.clean_mark = false;
                 }
                 let seq = w.next_seq;
-                let at = w.offset;
                 let header = encode_message(seg.seed, seq, timestamp, payload);
-                let io = |e| Error::io("write record", &seg.path, e);
+                let io = |e| self.env.fail(Error::io("write record", &seg.path, e));
                 token.write(w.offset, &header).map_err(io)?;
                 token.write(w.offset + FRAME_HEADER_LEN, payload).map_err(io)?;
                 if needs_index_entry(w.last_indexed, w.offset, interval) {
@@ -102,13 +117,15 @@ impl ChannelCore {
                 }
                 w.offset += len;
                 w.next_seq += 1;
-                w.prefault.advance(self.env.prefault.get(), token.region(), w.offset);
                 w.last_timestamp = timestamp;
-                // Publishing per record keeps readers going during a long batch.
-                token.publish(w.offset).map_err(io)?;
-                seg.extend_trust(at, w.offset);
-                self.last_timestamp.store(timestamp, Ordering::Release);
-                self.last_seq.store(seq, Ordering::Release);
+                if per_record {
+                    w.prefault.advance(self.env.prefault.get(), token.region(), w.offset);
+                    // Publishing per record keeps readers going during a long batch.
+                    self.publish_written(w)?;
+                }
+            }
+            if !per_record {
+                self.publish_written(&mut w)?;
             }
             first..=w.next_seq - 1
         };
@@ -122,8 +139,28 @@ impl ChannelCore {
         Ok(range)
     }
 
+    /// Makes everything written so far readable: publishes the active
+    /// segment up to the writer's offset and advances `last_seq`.
+    fn publish_written(&self, w: &mut Writer) -> Result<()> {
+        let Some((seg, token)) = w.active.as_mut() else {
+            return Ok(());
+        };
+        let from = token.region().published();
+        if from == w.offset {
+            return Ok(());
+        }
+        token
+            .publish(w.offset)
+            .map_err(|e| self.env.fail(Error::io("write record", &seg.path, e)))?;
+        seg.extend_trust(from, w.offset);
+        self.last_timestamp.store(w.last_timestamp, Ordering::Release);
+        self.last_seq.store(w.next_seq - 1, Ordering::Release);
+        Ok(())
+    }
+
     /// Seals the active segment (if any) and starts a new one at `next_seq`.
     fn roll(&self, w: &mut Writer) -> Result<()> {
+        self.publish_written(w)?;
         if let Some((seg, _token)) = w.active.take() {
             if let Err(e) = seg.seal(w.offset, w.next_seq, w.last_timestamp) {
                 // The segment stays active (unsealed) and the store read-only.
@@ -153,6 +190,7 @@ impl ChannelCore {
             opts.get_index_interval() as usize,
         ))?;
         self.segments.push(Arc::clone(&seg));
+        let token = writer_token(&self.env, &seg.path, token)?;
         w.active = Some((seg, token));
         w.offset = SEGMENT_HEADER_LEN;
         w.last_indexed = None;

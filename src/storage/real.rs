@@ -78,13 +78,13 @@ impl RealStorage {
     pub(crate) fn create_region(&self, path: &Path, len: u64, records_start: usize) -> io::Result<RegionParts> {
         let file = OpenOptions::new().read(true).write(true).create_new(true).open(path)?;
         preallocate(&file, len)?;
-        Region::map_file(&file, usize_len(len)?, records_start)
+        Region::map_file(file, usize_len(len)?, records_start)
     }
 
     pub(crate) fn open_region(&self, path: &Path, records_start: usize) -> io::Result<RegionParts> {
         let file = OpenOptions::new().read(true).write(true).open(path)?;
         let len = file.metadata()?.len();
-        Region::map_file(&file, usize_len(len)?, records_start)
+        Region::map_file(file, usize_len(len)?, records_start)
     }
 
     pub(crate) fn lock(&self, path: &Path) -> Result<LockGuard> {

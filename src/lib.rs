@@ -119,7 +119,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use compaction::CompactionReport;
 pub use error::{Error, Result};
 pub use limits::Limits;
-pub use message::Message;
+pub use message::{Message, MessageRef};
 pub use options::{
     Options, RecoveryMode, SyncPolicy, DEFAULT_COMPACT_INTERVAL, DEFAULT_INDEX_INTERVAL, DEFAULT_MAX_PAYLOAD,
     DEFAULT_MAX_STATE, DEFAULT_MAX_SUBSCRIBERS, DEFAULT_SEGMENT_SIZE, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE,

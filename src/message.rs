@@ -52,6 +52,72 @@ impl Message {
     }
 }
 
+/// A message lent by [`Messages::next_ref`](crate::Messages::next_ref): the
+/// same fields as [`Message`], borrowed from the iterator instead of owning
+/// a reference to the segment.
+#[derive(Clone, Copy)]
+pub struct MessageRef<'a> {
+    segment: &'a Arc<Segment>,
+    seq: u64,
+    timestamp: u64,
+    payload: &'a [u8],
+    payload_offset: usize,
+}
+
+impl<'a> MessageRef<'a> {
+    pub(crate) fn new(segment: &'a Arc<Segment>, header: &FrameHeader, frame_offset: usize) -> MessageRef<'a> {
+        let payload_offset = frame_offset + FRAME_HEADER_LEN;
+        MessageRef {
+            segment,
+            seq: header.seq,
+            timestamp: header.timestamp,
+            // The frame was validated against the published length.
+            payload: segment
+                .region
+                .read_published(payload_offset, header.payload_len())
+                .unwrap_or(&[]),
+            payload_offset,
+        }
+    }
+
+    /// Sequence number.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Publish time in nanoseconds since the Unix epoch.
+    pub fn timestamp(&self) -> u64 {
+        self.timestamp
+    }
+
+    /// The payload bytes, borrowed from the mapping.
+    pub fn payload(&self) -> &'a [u8] {
+        self.payload
+    }
+
+    /// An owned [`Message`] for the same record (takes a reference on the
+    /// segment).
+    pub fn to_message(&self) -> Message {
+        Message {
+            segment: Arc::clone(self.segment),
+            seq: self.seq,
+            timestamp: self.timestamp,
+            payload_offset: self.payload_offset,
+            len: self.payload.len(),
+        }
+    }
+}
+
+impl fmt::Debug for MessageRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MessageRef")
+            .field("seq", &self.seq)
+            .field("timestamp", &self.timestamp)
+            .field("len", &self.payload.len())
+            .finish()
+    }
+}
+
 impl AsRef<[u8]> for Message {
     fn as_ref(&self) -> &[u8] {
         self.payload()

@@ -280,6 +280,11 @@ impl RecordsToken {
         Ok(self.write_through)
     }
 
+    /// Whether writes go through the file.
+    pub(crate) fn writes_through(&self) -> bool {
+        self.write_through
+    }
+
     /// Writes unpublished bytes; published bytes are immutable. In
     /// write-through mode the bytes are staged and reach the file at the
     /// latest when they are published.

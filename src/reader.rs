@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use crate::channel::ChannelCore;
 use crate::error::{Error, Result};
-use crate::message::Message;
+use crate::message::{Message, MessageRef};
+use crate::record::FrameHeader;
 use crate::segment::{Frame, Segment, SEGMENT_HEADER_LEN};
 
 /// Iterator over a channel's messages in sequence order, from
@@ -60,25 +61,20 @@ impl Messages {
         Ok((seg, frame))
     }
 
-    fn step(&mut self) -> Result<Message> {
-        let current = self
-            .segment
-            .as_ref()
-            .filter(|s| self.offset < s.region.published())
-            .map(Arc::clone);
-        let (seg, frame) = match current {
-            Some(seg) => {
-                let frame = seg.frame_at(self.offset, self.next_seq)?;
-                (seg, frame)
-            }
-            None => self.position()?,
+    /// Reads the frame at the iterator's position; on a message, returns its
+    /// header and frame offset in `self.segment` and moves past it.
+    fn step(&mut self) -> Result<(FrameHeader, usize)> {
+        let current = self.segment.as_ref().filter(|s| self.offset < s.region.published());
+        let frame = match current {
+            Some(seg) => seg.frame_at(self.offset, self.next_seq)?,
+            None => self.position()?.1,
         };
         match frame {
             Frame::Message { header, next_offset } => {
-                let msg = Message::new(seg, &header, self.offset);
+                let at = self.offset;
                 self.offset = next_offset;
                 self.next_seq = header.seq + 1;
-                Ok(msg)
+                Ok((header, at))
             }
             Frame::Hole {
                 first,
@@ -96,12 +92,9 @@ impl Messages {
             }
         }
     }
-}
 
-impl Iterator for Messages {
-    type Item = Result<Message>;
-
-    fn next(&mut self) -> Option<Result<Message>> {
+    /// The next frame, with the retention and error rules of `next`.
+    fn advance(&mut self) -> Option<Result<(FrameHeader, usize)>> {
         // Retention may have moved the first seq past us: never serve what
         // it removed, even from a segment this iterator still holds.
         let first = self.core.first_seq.load(Ordering::Acquire);
@@ -117,11 +110,47 @@ impl Iterator for Messages {
             // Retention removed the segment under us: go on from the first
             // retained message.
             self.segment = None;
-            return self.next();
+            return self.advance();
         }
         if matches!(item, Err(ref e) if !matches!(e, Error::Lost { .. })) {
             self.failed = true;
         }
         Some(item)
+    }
+
+    /// Like [`next`](Iterator::next), but lends the message instead of
+    /// returning an owned [`Message`]: no reference count is taken, so a
+    /// scan that only looks at each payload runs faster. The view borrows
+    /// the iterator; call [`MessageRef::to_message`] to keep one.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = spool::Store::open(dir.path(), spool::Options::default()).unwrap();
+    /// let ch = store.channel("events")?;
+    /// ch.publish_batch(&[b"a".as_slice(), b"bc"])?;
+    /// let mut messages = ch.read_from(1)?;
+    /// let mut bytes = 0;
+    /// while let Some(m) = messages.next_ref() {
+    ///     bytes += m?.payload().len();
+    /// }
+    /// assert_eq!(bytes, 3);
+    /// # Ok::<(), spool::Error>(())
+    /// ```
+    pub fn next_ref(&mut self) -> Option<Result<MessageRef<'_>>> {
+        Some(self.advance()?.and_then(|(header, at)| {
+            let seg = self.segment.as_ref().ok_or(Error::Closed)?;
+            Ok(MessageRef::new(seg, &header, at))
+        }))
+    }
+}
+
+impl Iterator for Messages {
+    type Item = Result<Message>;
+
+    fn next(&mut self) -> Option<Result<Message>> {
+        Some(self.advance()?.and_then(|(header, at)| {
+            let seg = self.segment.as_ref().ok_or(Error::Closed)?;
+            Ok(Message::new(Arc::clone(seg), &header, at))
+        }))
     }
 }

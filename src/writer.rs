@@ -1,12 +1,10 @@
 //! The append path: one writer per channel, under a short lock.
 
 use std::ops::RangeInclusive;
-use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::channel::ChannelCore;
-use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::index::{Coverage, IndexEntry};
 use crate::mmap::RecordsToken;
@@ -33,6 +31,11 @@ pub(crate) struct Writer {
     pub(crate) prefault: PrefaultCursor,
 }
 
+/// A batch is published (made readable) every this many records, so a
+/// tailing reader need not wait for the end of a long batch, while the
+/// publication's atomics are not paid per record.
+const PUBLISH_STEP: usize = 64;
+
 /// Whether a record at `offset` gets an index entry.
 #[inline]
 pub(crate) fn needs_index_entry(last_indexed: Option<usize>, offset: usize, interval: usize) -> bool {
@@ -47,17 +50,6 @@ impl Writer {
             .as_ref()
             .map(|(seg, _)| (Arc::clone(seg), self.offset, self.next_seq, self.last_timestamp))
     }
-}
-
-/// Prepares an active segment's records token for a writer: under
-/// `SyncPolicy::Always` it writes through the file (see `mmap` for why that
-/// makes a sync per append cheaper).
-pub(crate) fn writer_token(env: &Env, path: &Path, mut token: RecordsToken) -> Result<RecordsToken> {
-    let always = env.opts.get_sync_policy() == SyncPolicy::Always;
-    token
-        .set_write_through(always)
-        .map_err(|e| Error::io("prepare segment for writing", path, e))?;
-    Ok(token)
 }
 
 impl ChannelCore {
@@ -81,10 +73,15 @@ impl ChannelCore {
             let first = w.next_seq;
             let timestamp = self.env.opts.now_ns().max(w.last_timestamp);
             let interval = self.env.opts.get_index_interval() as usize;
-            // A writer that syncs after every append publishes once per batch
-            // (its token then writes the batch with one pwrite).
-            let per_record = self.env.opts.get_sync_policy() != SyncPolicy::Always;
-            for payload in payloads {
+            // A writer that syncs after every append writes through the file
+            // with pwrite (see `mmap` for why that makes each sync cheaper)
+            // and publishes once per call. Otherwise appends store through
+            // the mapping and a long batch is published in steps, so readers
+            // keep going. (pwrite for large unsynced batches measured slower
+            // here: 8.6-9.0 against 9.5-10.5 M msg/s.)
+            let through = self.env.opts.get_sync_policy() == SyncPolicy::Always;
+            let step = if through { usize::MAX } else { PUBLISH_STEP };
+            for (i, payload) in payloads.iter().enumerate() {
                 let payload = payload.as_ref();
                 let len = frame_len(payload.len());
                 let fits = w
@@ -102,6 +99,11 @@ impl ChannelCore {
                     seg.clear_clean().map_err(|e| self.env.fail(e))?;
                     w.clean_mark = false;
                 }
+                if token.writes_through() != through {
+                    token
+                        .set_write_through(through)
+                        .map_err(|e| self.env.fail(Error::io("write record", &seg.path, e)))?;
+                }
                 let seq = w.next_seq;
                 let header = encode_message(seg.seed, seq, timestamp, payload);
                 let io = |e| self.env.fail(Error::io("write record", &seg.path, e));
@@ -118,15 +120,14 @@ impl ChannelCore {
                 w.offset += len;
                 w.next_seq += 1;
                 w.last_timestamp = timestamp;
-                if per_record {
+                if !through {
                     w.prefault.advance(self.env.prefault.get(), token.region(), w.offset);
-                    // Publishing per record keeps readers going during a long batch.
+                }
+                if (i + 1) % step == 0 {
                     self.publish_written(w)?;
                 }
             }
-            if !per_record {
-                self.publish_written(&mut w)?;
-            }
+            self.publish_written(&mut w)?;
             first..=w.next_seq - 1
         };
         // Activity for max_inactivity, from the timestamp already read.
@@ -190,7 +191,6 @@ impl ChannelCore {
             opts.get_index_interval() as usize,
         ))?;
         self.segments.push(Arc::clone(&seg));
-        let token = writer_token(&self.env, &seg.path, token)?;
         w.active = Some((seg, token));
         w.offset = SEGMENT_HEADER_LEN;
         w.last_indexed = None;

@@ -122,3 +122,45 @@ fn time_lookups() {
     let store = Store::open(dir.path(), small(8192)).unwrap();
     check(&store.channel("t").unwrap());
 }
+
+/// `Messages::next_ref` lends the same messages `next` returns, across
+/// segment rolls, and picks up messages published after it caught up.
+#[test]
+fn next_ref_lends_what_next_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), common::small(16 << 10)).unwrap();
+    let ch = store.channel("lend").unwrap();
+    let batch: Vec<Vec<u8>> = (1..=700).map(|s| common::payload(9, s)).collect();
+    ch.publish_batch(&batch).unwrap();
+    assert!(
+        common::channel_files(dir.path(), 1, "seg").len() > 3,
+        "the data spans segments"
+    );
+    let owned: Vec<(u64, u64, Vec<u8>)> = ch
+        .read_from(5)
+        .unwrap()
+        .map(|m| {
+            let m = m.unwrap();
+            (m.seq(), m.timestamp(), m.payload().to_vec())
+        })
+        .collect();
+    let mut lent = Vec::new();
+    let mut kept = Vec::new();
+    let mut it = ch.read_from(5).unwrap();
+    while let Some(m) = it.next_ref() {
+        let m = m.unwrap();
+        lent.push((m.seq(), m.timestamp(), m.payload().to_vec()));
+        if m.seq() % 100 == 0 {
+            kept.push(m.to_message());
+        }
+    }
+    assert_eq!(lent, owned);
+    assert_eq!(owned.len(), 696);
+    for m in &kept {
+        assert_eq!(m.payload(), batch[m.seq() as usize - 1].as_slice());
+    }
+    ch.publish(b"later").unwrap();
+    let m = it.next_ref().expect("a message published after catching up").unwrap();
+    assert_eq!((m.seq(), m.payload()), (701, b"later".as_slice()));
+    assert!(it.next_ref().is_none());
+}

@@ -13,7 +13,7 @@ use crate::options::RecoveryMode;
 use crate::prefault::PrefaultCursor;
 use crate::segment::{Segment, Slot};
 use crate::segments::SegmentSlot;
-use crate::writer::{writer_token, Writer};
+use crate::writer::Writer;
 
 /// Scans the last segment after the part its index file covers, so that
 /// open time follows the unindexed tail, not the segment size. `None` when
@@ -125,7 +125,6 @@ pub(super) fn recover_active(
     // no-ops when the slot already says so.
     seg.sync_to(scanned.end, scanned.next_seq, scanned.last_timestamp)?;
     seg.close_clean(scanned.end, scanned.next_seq, scanned.last_timestamp)?;
-    let records = writer_token(env, &slot.path, records)?;
     let writer = Writer {
         active: Some((Arc::clone(&seg), records)),
         offset: scanned.end,

@@ -1,6 +1,9 @@
-//! Read throughput: sequential scan, random get, time lookup.
+//! Read throughput: sequential scan (owned messages and lent ones), random
+//! get, time lookup, and a reader tailing a channel while a writer appends.
 //!
 //! `cargo bench --bench read`
+
+use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use spool::{Options, Store, SyncPolicy};
@@ -38,6 +41,16 @@ fn read(c: &mut Criterion) {
                 assert_eq!(sum, count as usize * payload);
             })
         });
+        group.bench_with_input(BenchmarkId::new("sequential_lent", payload), &payload, |b, _| {
+            b.iter(|| {
+                let mut sum = 0usize;
+                let mut messages = ch.read_from(1).expect("read");
+                while let Some(m) = messages.next_ref() {
+                    sum += m.expect("message").payload().len();
+                }
+                assert_eq!(sum, count as usize * payload);
+            })
+        });
         group.throughput(Throughput::Elements(1));
         group.sample_size(50);
         let mut x = 88172645463325252u64;
@@ -63,5 +76,44 @@ fn read(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, read);
+/// A writer publishes batches of 100 while a reader follows with
+/// `read_from` + `next_ref`; the time is until the reader has seen them all.
+fn tailing(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), Options::default().sync_policy(SyncPolicy::Never)).expect("open");
+    let mut group = c.benchmark_group("read");
+    group.throughput(Throughput::Elements(1)).sample_size(10);
+    group.bench_function(BenchmarkId::new("tailing", 100), |b| {
+        b.iter_custom(|iters| {
+            let _ = store.delete_channel("tail");
+            let ch = store.channel("tail").expect("channel");
+            let data = [0x3Cu8; 100];
+            let batch: Vec<&[u8]> = vec![&data; 100];
+            let start = Instant::now();
+            std::thread::scope(|s| {
+                let writer = &ch;
+                s.spawn(move || {
+                    for _ in 0..iters.div_ceil(100) {
+                        writer.publish_batch(&batch).expect("publish");
+                    }
+                });
+                let mut seen = 0u64;
+                let mut messages = ch.read_from(1).expect("read");
+                while seen < iters {
+                    match messages.next_ref() {
+                        Some(m) => {
+                            assert_eq!(m.expect("message").payload().len(), 100);
+                            seen += 1;
+                        }
+                        None => std::hint::spin_loop(),
+                    }
+                }
+            });
+            start.elapsed()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, read, tailing);
 criterion_main!(benches);

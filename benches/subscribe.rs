@@ -113,45 +113,47 @@ fn queue_group(c: &mut Criterion) {
     const N: u64 = 20_000;
     let mut group = c.benchmark_group("queue_group");
     group.sample_size(10).throughput(Throughput::Elements(N));
-    group.bench_function(BenchmarkId::new("members", 2), |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let (_dir, store) = open(SyncPolicy::Never);
-                let ch = store.channel("q").expect("channel");
-                let batch: Vec<&[u8]> = vec![b"job"; 1000];
-                for _ in 0..N / 1000 {
-                    ch.publish_batch(&batch).expect("publish");
-                }
-                ch.sync().expect("sync");
-                let done = Arc::new(AtomicU64::new(0));
-                let opts = QueueOptions {
-                    ack_wait: Duration::from_secs(60),
-                    max_in_flight: 256,
-                };
-                let start = Instant::now();
-                let workers: Vec<_> = (0..2)
-                    .map(|_| {
-                        let m = ch.queue_subscribe_with("g", StartAt::First, opts).expect("join");
-                        let done = Arc::clone(&done);
-                        std::thread::spawn(move || {
-                            while done.load(Ordering::Acquire) < N {
-                                if let Some(d) = m.try_recv().expect("recv") {
-                                    m.ack(d.seq()).expect("ack");
-                                    done.fetch_add(1, Ordering::AcqRel);
+    for members in [2usize, 4] {
+        group.bench_function(BenchmarkId::new("members", members), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let (_dir, store) = open(SyncPolicy::Never);
+                    let ch = store.channel("q").expect("channel");
+                    let batch: Vec<&[u8]> = vec![b"job"; 1000];
+                    for _ in 0..N / 1000 {
+                        ch.publish_batch(&batch).expect("publish");
+                    }
+                    ch.sync().expect("sync");
+                    let done = Arc::new(AtomicU64::new(0));
+                    let opts = QueueOptions {
+                        ack_wait: Duration::from_secs(60),
+                        max_in_flight: 256,
+                    };
+                    let start = Instant::now();
+                    let workers: Vec<_> = (0..members)
+                        .map(|_| {
+                            let m = ch.queue_subscribe_with("g", StartAt::First, opts).expect("join");
+                            let done = Arc::clone(&done);
+                            std::thread::spawn(move || {
+                                while done.load(Ordering::Acquire) < N {
+                                    if let Some(d) = m.try_recv().expect("recv") {
+                                        m.ack(d.seq()).expect("ack");
+                                        done.fetch_add(1, Ordering::AcqRel);
+                                    }
                                 }
-                            }
+                            })
                         })
-                    })
-                    .collect();
-                for w in workers {
-                    w.join().expect("worker");
+                        .collect();
+                    for w in workers {
+                        w.join().expect("worker");
+                    }
+                    total += start.elapsed();
                 }
-                total += start.elapsed();
-            }
-            total
-        })
-    });
+                total
+            })
+        });
+    }
     group.finish();
 }
 

@@ -315,6 +315,33 @@ impl RecordsToken {
         Ok(())
     }
 
+    /// Writes `head` then `body` at `off`, then zeros up to `frame_len`: a
+    /// record frame, with one range check and (when writing through) one
+    /// staging step. Through the mapping the padding is left as it is (the
+    /// bytes past the records are zero).
+    #[inline]
+    pub(crate) fn write_frame(&mut self, off: usize, head: &[u8], body: &[u8], frame_len: usize) -> io::Result<()> {
+        let r = &self.region;
+        let len = head.len() + body.len();
+        r.check(off, frame_len.max(len), r.published.load(Ordering::Relaxed)..r.len)?;
+        if !self.write_through {
+            r.copy_in(off, head);
+            r.copy_in(off + head.len(), body);
+            return Ok(());
+        }
+        if self.staged_at + self.staged.len() != off {
+            self.flush()?;
+            self.staged_at = off;
+        }
+        self.staged.extend_from_slice(head);
+        self.staged.extend_from_slice(body);
+        self.staged.resize(self.staged.len() + frame_len.saturating_sub(len), 0);
+        if self.staged.len() >= MAX_STAGED {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
     /// Writes staged bytes to the file.
     fn flush(&mut self) -> io::Result<()> {
         if self.staged.is_empty() {

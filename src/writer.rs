@@ -10,7 +10,7 @@ use crate::index::{Coverage, IndexEntry};
 use crate::mmap::RecordsToken;
 use crate::options::SyncPolicy;
 use crate::prefault::PrefaultCursor;
-use crate::record::{encode_message, frame_len, FRAME_HEADER_LEN};
+use crate::record::{encode_message, frame_len};
 use crate::segment::{Segment, SEGMENT_HEADER_LEN};
 
 /// The writer's state; lives under `ChannelCore::writer`.
@@ -107,8 +107,7 @@ impl ChannelCore {
                 let seq = w.next_seq;
                 let header = encode_message(seg.seed, seq, timestamp, payload);
                 let io = |e| self.env.fail(Error::io("write record", &seg.path, e));
-                token.write(w.offset, &header).map_err(io)?;
-                token.write(w.offset + FRAME_HEADER_LEN, payload).map_err(io)?;
+                token.write_frame(w.offset, &header, payload, len).map_err(io)?;
                 if needs_index_entry(w.last_indexed, w.offset, interval) {
                     seg.index.push(IndexEntry {
                         seq,

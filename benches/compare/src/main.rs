@@ -4,7 +4,7 @@
 //! table and writes the same data as CSV (`compare.csv`).
 //!
 //! ```text
-//! cargo run --release --manifest-path benches/compare/Cargo.toml [-- --only spool,redb] [--no-open]
+//! cargo run --release --manifest-path benches/compare/Cargo.toml [-- --only spool,redb] [--no-open | --open-only]
 //! ```
 //!
 //! Every engine gets the same data (100-byte payloads), the same batch sizes
@@ -39,21 +39,22 @@ fn main() -> std::io::Result<()> {
         .and_then(|i| args.get(i + 1))
         .map(|list| list.split(',').map(str::to_owned).collect());
     let with_open = !args.iter().any(|a| a == "--no-open");
+    let open_only = args.iter().any(|a| a == "--open-only");
     let engines: Vec<&'static str> = engine::ENGINES
         .iter()
         .copied()
         .filter(|e| only.as_ref().is_none_or(|o| o.iter().any(|n| n == e)))
         .collect();
     let mut rows: Vec<Row> = Vec::new();
-    for name in &engines {
+    for name in engines.iter().filter(|_| !open_only) {
         eprintln!("{name}: append and read");
         rows.extend(workloads::append_and_read(name));
     }
-    for name in &engines {
+    for name in engines.iter().filter(|_| !open_only) {
         eprintln!("{name}: durable appends");
         rows.extend(workloads::durable(name));
     }
-    for name in &engines {
+    for name in engines.iter().filter(|_| !open_only) {
         eprintln!("{name}: consume and commit");
         rows.extend(workloads::consume(name));
     }

@@ -15,6 +15,8 @@ pub struct Row {
     pub latency: Option<(f64, f64)>,
     /// Wall time of a one-off operation.
     pub time: Option<Duration>,
+    /// Messages found after a recovery.
+    pub kept: Option<u64>,
 }
 
 impl Row {
@@ -25,6 +27,7 @@ impl Row {
             rate: Some(messages as f64 / took.as_secs_f64()),
             latency: None,
             time: None,
+            kept: None,
         }
     }
 
@@ -44,13 +47,14 @@ impl Row {
         }
     }
 
-    pub fn time(workload: &'static str, engine: &'static str, took: Duration) -> Row {
+    pub fn time(workload: &'static str, engine: &'static str, took: Duration, kept: u64) -> Row {
         Row {
             workload,
             engine,
             rate: None,
             latency: None,
             time: Some(took),
+            kept: Some(kept),
         }
     }
 
@@ -73,8 +77,8 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 /// Prints the markdown table and writes the CSV.
 pub fn print(rows: &[Row], mut csv: impl Write) -> std::io::Result<()> {
     println!("100-byte payloads, batches of 1000; speed vs spool > 1 means faster than spool\n");
-    println!("| workload | engine | M msg/s | MB/s | p50 µs | p99 µs | time ms | speed vs spool |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("| workload | engine | M msg/s | MB/s | p50 µs | p99 µs | time ms | msgs kept | speed vs spool |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     writeln!(
         csv,
         "workload,engine,msg_per_s,mb_per_s,p50_us,p99_us,time_ms,speed_vs_spool"
@@ -93,7 +97,7 @@ pub fn print(rows: &[Row], mut csv: impl Write) -> std::io::Result<()> {
             let (p50, p99) = (r.latency.map(|l| l.0), r.latency.map(|l| l.1));
             let ms = r.time.map(|t| t.as_secs_f64() * 1e3);
             println!(
-                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 r.workload,
                 r.engine,
                 opt(r.rate.map(|v| v / 1e6), 3),
@@ -101,11 +105,12 @@ pub fn print(rows: &[Row], mut csv: impl Write) -> std::io::Result<()> {
                 opt(p50, 1),
                 opt(p99, 1),
                 opt(ms, 1),
+                opt(r.kept.map(|k| k as f64), 0),
                 opt(ratio, 2)
             );
             writeln!(
                 csv,
-                "{},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{}",
                 r.workload,
                 r.engine,
                 opt(r.rate, 0),
@@ -113,6 +118,7 @@ pub fn print(rows: &[Row], mut csv: impl Write) -> std::io::Result<()> {
                 opt(p50, 1),
                 opt(p99, 1),
                 opt(ms, 2),
+                opt(r.kept.map(|k| k as f64), 0),
                 opt(ratio, 3)
             )?;
         }

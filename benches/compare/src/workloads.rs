@@ -84,7 +84,7 @@ pub fn consume(name: &'static str) -> Vec<Row> {
     let mut rows = Vec::new();
     for (every, sync, count, workload) in [
         (1, false, 100_000usize, "consume+commit each, no sync"),
-        (100, false, 200_000, "consume+commit per 100, no sync"),
+        (100, false, 1_000_000, "consume+commit per 100, no sync"),
         (1, true, 5_000, "consume+commit each, durable"),
         (100, true, 200_000, "consume+commit per 100, durable"),
     ] {
@@ -113,6 +113,9 @@ pub fn fill(name: &str, dir: &Path, bytes: usize) {
     for _ in 0..bytes / (PAYLOAD * BATCH) {
         e.append(&batch, false);
     }
+    // No destructor may run: the parent SIGKILLs this process next, and a
+    // clean close would spare the engine its recovery.
+    std::mem::forget(e);
 }
 
 /// Fills a store in a child process, SIGKILLs it, and times the open plus
@@ -139,8 +142,9 @@ pub fn open_after_kill(name: &'static str) -> std::io::Result<Vec<Row>> {
         let mut e = open(name, dir.path(), false);
         let last = e.last();
         let took = start.elapsed();
-        assert!(last > 0, "{name} kept data across SIGKILL");
-        rows.push(Row::time(workload, name, took.max(Duration::from_nanos(1))));
+        // Reported, not asserted: an engine may legitimately keep nothing
+        // that was never made durable.
+        rows.push(Row::time(workload, name, took.max(Duration::from_nanos(1)), last));
     }
     Ok(rows)
 }

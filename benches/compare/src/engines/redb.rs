@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use redb::{ReadableTable, ReadableTableMetadata};
+use redb::ReadableTable;
 
 use crate::engine::{Engine, STATE};
 
@@ -63,9 +63,8 @@ impl Engine for Redb {
             .sum()
     }
     fn last(&mut self) -> u64 {
-        let tx = self.db.begin_read().expect("begin");
-        let table = tx.open_table(LOG).expect("table");
-        assert!(table.len().expect("len") > 0);
+        // Zero when nothing survived (`Durability::None` commits are lost
+        // in a crash).
         self.last_or_zero()
     }
     fn consume(&mut self, count: usize, every: usize, sync: bool) -> Option<usize> {

@@ -93,8 +93,29 @@ impl Messages {
         }
     }
 
+    /// The next message when it is the plain case: same segment, inside
+    /// the validated prefix, not removed by retention, published.
+    #[inline]
+    fn fast_step(&mut self) -> Option<(FrameHeader, usize)> {
+        let seg = self.segment.as_ref()?;
+        if self.failed
+            || self.next_seq < self.core.first_seq.load(Ordering::Acquire)
+            || self.next_seq > self.core.last_seq.load(Ordering::Acquire)
+        {
+            return None;
+        }
+        let header = seg.trusted_message_at(self.offset, self.next_seq)?;
+        let at = self.offset;
+        self.offset = at + header.frame_len();
+        self.next_seq += 1;
+        Some((header, at))
+    }
+
     /// The next frame, with the retention and error rules of `next`.
     fn advance(&mut self) -> Option<Result<(FrameHeader, usize)>> {
+        if let Some(hit) = self.fast_step() {
+            return Some(Ok(hit));
+        }
         // Retention may have moved the first seq past us: never serve what
         // it removed, even from a segment this iterator still holds.
         let first = self.core.first_seq.load(Ordering::Acquire);
@@ -137,10 +158,15 @@ impl Messages {
     /// # Ok::<(), spool::Error>(())
     /// ```
     pub fn next_ref(&mut self) -> Option<Result<MessageRef<'_>>> {
-        Some(self.advance()?.and_then(|(header, at)| {
-            let seg = self.segment.as_ref().ok_or(Error::Closed)?;
-            Ok(MessageRef::new(seg, &header, at))
-        }))
+        let (header, at) = match self.fast_step() {
+            Some(hit) => hit,
+            None => match self.advance()? {
+                Ok(hit) => hit,
+                Err(e) => return Some(Err(e)),
+            },
+        };
+        let seg = self.segment.as_ref()?;
+        Some(Ok(MessageRef::new(seg, &header, at)))
     }
 }
 

@@ -230,3 +230,32 @@ fn write_through_under_always_round_trips() {
     assert_eq!(ch.publish(b"after reopen").unwrap(), 1301);
     assert_eq!(ch.get(1301).unwrap().payload(), b"after reopen");
 }
+
+/// A lock that carries this process's pid while no store of this process
+/// holds it (what a forked, not yet exec'd child leaves for a moment) is
+/// waited for instead of reported as `Locked`.
+#[test]
+fn lock_left_with_a_forked_child_is_waited_for() {
+    let dir = tempfile::tempdir().unwrap();
+    Store::open(dir.path(), Options::default()).unwrap().close().unwrap();
+    let other = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dir.path().join("LOCK"))
+        .unwrap();
+    other.lock().unwrap();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        drop(other);
+    });
+    let start = std::time::Instant::now();
+    let store = Store::open(dir.path(), Options::default()).expect("opens once the other descriptor is closed");
+    assert!(start.elapsed() >= std::time::Duration::from_millis(100), "it did wait");
+    release.join().unwrap();
+    // A second open while a store of this process holds it is still Locked.
+    assert!(matches!(
+        Store::open(dir.path(), Options::default()),
+        Err(Error::Locked { .. })
+    ));
+    drop(store);
+}

@@ -65,14 +65,17 @@ impl LogFile {
 
 /// Held while a store is open; dropping it releases the lock.
 pub(crate) enum LockGuard {
-    Real(#[allow(dead_code)] std::fs::File),
+    /// The locked file (the lock lives as long as it is open) and its path
+    /// in the process's list of held locks.
+    Real(#[allow(dead_code)] std::fs::File, PathBuf),
     Sim(Arc<sim::SimInner>, PathBuf),
 }
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
-        if let LockGuard::Sim(inner, path) = self {
-            inner.unlock(path);
+        match self {
+            LockGuard::Sim(inner, path) => inner.unlock(path),
+            LockGuard::Real(_, path) => real::forget_held(path),
         }
     }
 }

@@ -2,7 +2,11 @@
 
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Read, Write};
-use std::path::Path;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use parking_lot::Mutex;
 
 use super::LockGuard;
 use crate::error::{Error, Result};
@@ -95,26 +99,62 @@ impl RealStorage {
             .truncate(false)
             .open(path)
             .map_err(|e| Error::io("open lock file", path, e))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                let mut text = String::new();
-                let holder_pid = Read::by_ref(&mut file)
-                    .take(32)
-                    .read_to_string(&mut text)
-                    .ok()
-                    .and_then(|_| text.trim().parse().ok());
-                return Err(Error::Locked {
-                    path: path.to_path_buf(),
-                    holder_pid,
-                });
+        // Held locks are keyed by the canonical path, so two spellings of
+        // one store directory are one lock.
+        let key = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        let mut waited = Duration::ZERO;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) => {
+                    let mut buf = [0u8; 32];
+                    let holder_pid = file
+                        .read_at(&mut buf, 0)
+                        .ok()
+                        .and_then(|n| std::str::from_utf8(buf.get(..n)?).ok())
+                        .and_then(|text| text.trim().parse().ok());
+                    // Our pid, but no store of this process holds the lock: a
+                    // child forked (by any thread) while we held it still has
+                    // the descriptor until it execs or exits. Wait for that
+                    // rather than report a lock nobody really holds.
+                    let transient = holder_pid == Some(std::process::id()) && !is_held(&key);
+                    if transient && waited < FORKED_LOCK_WAIT {
+                        std::thread::sleep(Duration::from_millis(1));
+                        waited += Duration::from_millis(1);
+                        continue;
+                    }
+                    return Err(Error::Locked {
+                        path: path.to_path_buf(),
+                        holder_pid,
+                    });
+                }
+                Err(TryLockError::Error(e)) => return Err(Error::io("lock", path, e)),
             }
-            Err(TryLockError::Error(e)) => return Err(Error::io("lock", path, e)),
         }
         // The pid is only for the message a second opener sees.
         file.set_len(0)
             .and_then(|_| file.write_all(format!("{}\n", std::process::id()).as_bytes()))
             .map_err(|e| Error::io("write lock file", path, e))?;
-        Ok(LockGuard::Real(file))
+        HELD.lock().push(key.clone());
+        Ok(LockGuard::Real(file, key))
+    }
+}
+
+/// How long an open waits for a lock that only a forked, not yet exec'd
+/// child of this process can be holding.
+const FORKED_LOCK_WAIT: Duration = Duration::from_secs(2);
+
+/// Lock files held by stores open in this process.
+static HELD: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+fn is_held(path: &Path) -> bool {
+    HELD.lock().iter().any(|p| p == path)
+}
+
+/// Called when a lock guard is dropped.
+pub(crate) fn forget_held(path: &Path) {
+    let mut held = HELD.lock();
+    if let Some(i) = held.iter().position(|p| p == path) {
+        held.swap_remove(i);
     }
 }

@@ -1,7 +1,8 @@
 //! Side-by-side runs of the same workloads on spool, on the engines users
 //! would pick instead (SQLite, redb, fjall, LMDB, commitlog) and on two
 //! hand-written baselines that bound what is possible. Prints a markdown
-//! table and writes the same data as CSV (`compare.csv`).
+//! table and writes the same data as CSV to `docs/compare.csv`, from which
+//! the `chart` binary draws `docs/compare.svg`.
 //!
 //! ```text
 //! cargo run --release --manifest-path benches/compare/Cargo.toml [-- --only spool,redb] [--no-open | --open-only]
@@ -64,5 +65,8 @@ fn main() -> std::io::Result<()> {
             rows.extend(workloads::open_after_kill(name)?);
         }
     }
-    report::print(&rows, std::fs::File::create("compare.csv")?)
+    let csv = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/compare.csv");
+    report::print(&rows, std::fs::File::create(csv)?)?;
+    eprintln!("wrote {csv}");
+    Ok(())
 }

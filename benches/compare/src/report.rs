@@ -75,14 +75,22 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 }
 
 /// Prints the markdown table and writes the CSV.
-pub fn print(rows: &[Row], mut csv: impl Write) -> std::io::Result<()> {
+pub fn print(rows: &[Row], out: impl Write) -> std::io::Result<()> {
+    let mut csv = csv::Writer::from_writer(out);
     println!("100-byte payloads, batches of 1000; speed vs spool > 1 means faster than spool\n");
     println!("| workload | engine | M msg/s | MB/s | p50 µs | p99 µs | time ms | msgs kept | speed vs spool |");
     println!("|---|---|---|---|---|---|---|---|---|");
-    writeln!(
-        csv,
-        "workload,engine,msg_per_s,mb_per_s,p50_us,p99_us,time_ms,speed_vs_spool"
-    )?;
+    csv.write_record([
+        "workload",
+        "engine",
+        "msg_per_s",
+        "mb_per_s",
+        "p50_us",
+        "p99_us",
+        "time_ms",
+        "kept",
+        "speed_vs_spool",
+    ])?;
     let mut workloads: Vec<&str> = Vec::new();
     for r in rows {
         if !workloads.contains(&r.workload) {
@@ -108,20 +116,18 @@ pub fn print(rows: &[Row], mut csv: impl Write) -> std::io::Result<()> {
                 opt(r.kept.map(|k| k as f64), 0),
                 opt(ratio, 2)
             );
-            writeln!(
-                csv,
-                "{},{},{},{},{},{},{},{},{}",
-                r.workload,
-                r.engine,
+            csv.write_record([
+                r.workload.to_owned(),
+                r.engine.to_owned(),
                 opt(r.rate, 0),
                 opt(mb, 1),
                 opt(p50, 1),
                 opt(p99, 1),
                 opt(ms, 2),
                 opt(r.kept.map(|k| k as f64), 0),
-                opt(ratio, 3)
-            )?;
+                opt(ratio, 3),
+            ])?;
         }
     }
-    Ok(())
+    csv.flush()
 }

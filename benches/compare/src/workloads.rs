@@ -18,6 +18,13 @@ fn payload() -> Vec<u8> {
     vec![0x42u8; PAYLOAD]
 }
 
+/// Flushes every dirty page on the machine (`sync`) and lets writeback go
+/// quiet, so no engine pays for the previous one's data.
+fn settle() {
+    let _ = Command::new("sync").status();
+    std::thread::sleep(Duration::from_millis(300));
+}
+
 fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir_in(std::env::current_dir().unwrap_or_else(|_| ".".into())).expect("tempdir")
 }
@@ -34,6 +41,7 @@ pub fn append_and_read(name: &'static str) -> Vec<Row> {
         }
         let dir = tempdir();
         let mut e = open(name, dir.path(), sync);
+        settle();
         let start = Instant::now();
         for _ in 0..MESSAGES / BATCH {
             e.append(&batch, sync);
@@ -45,6 +53,7 @@ pub fn append_and_read(name: &'static str) -> Vec<Row> {
         };
         rows.push(Row::rate(workload, name, MESSAGES, start.elapsed()));
         if !sync {
+            settle();
             let start = Instant::now();
             assert_eq!(e.read_all(), MESSAGES * PAYLOAD, "{name} reads back everything");
             rows.push(Row::rate("sequential read", name, MESSAGES, start.elapsed()));
@@ -62,6 +71,7 @@ pub fn durable(name: &'static str) -> Vec<Row> {
     let mut e = open(name, dir.path(), true);
     let p = payload();
     let mut lat = Vec::with_capacity(DURABLE_SINGLES);
+    settle();
     let start = Instant::now();
     for _ in 0..DURABLE_SINGLES {
         let t = Instant::now();
@@ -95,6 +105,7 @@ pub fn consume(name: &'static str) -> Vec<Row> {
         for _ in 0..count.div_ceil(BATCH) {
             e.append(&batch, false);
         }
+        settle();
         let start = Instant::now();
         if let Some(seen) = e.consume(count, every, sync) {
             assert_eq!(seen, count, "{name} consumed everything asked");
@@ -138,6 +149,7 @@ pub fn open_after_kill(name: &'static str) -> std::io::Result<Vec<Row>> {
         child.kill()?; // SIGKILL
         child.wait()?;
         let _ = child.stdin.take().map(|mut s| s.flush());
+        settle();
         let start = Instant::now();
         let mut e = open(name, dir.path(), false);
         let last = e.last();

@@ -1,7 +1,8 @@
-//! Draws `compare.csv` (written by `spool-compare`) as a bar chart: one
+//! Draws `docs/compare.csv` (written by `spool-compare`) as a bar chart
+//! in `docs/compare.svg`: one
 //! panel per workload, one bar per engine, spool's bar highlighted.
 //!
-//! `cargo run --release --manifest-path benches/compare/Cargo.toml --bin chart -- compare.csv ../../docs/compare.svg`
+//! `cargo run --release --manifest-path benches/compare/Cargo.toml --bin chart [-- IN.csv OUT.svg]`
 
 use plotters::prelude::*;
 
@@ -26,13 +27,14 @@ fn figure(fields: &[&str]) -> Option<(f64, &'static str)> {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let input = args.get(1).map_or("compare.csv", String::as_str);
-    let output = args.get(2).map_or("compare.svg", String::as_str);
-    let text = std::fs::read_to_string(input)?;
+    let docs = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs");
+    let input = args.get(1).cloned().unwrap_or_else(|| format!("{docs}/compare.csv"));
+    let output = args.get(2).cloned().unwrap_or_else(|| format!("{docs}/compare.svg"));
     let mut bars = Vec::new();
     let mut units: Vec<(String, &'static str)> = Vec::new();
-    for line in text.lines().skip(1) {
-        let fields: Vec<&str> = line.split(',').collect();
+    for record in csv::Reader::from_path(&input)?.records() {
+        let record = record?;
+        let fields: Vec<&str> = record.iter().collect();
         let Some((value, unit)) = figure(&fields) else { continue };
         let workload = fields[0].to_owned();
         if !units.iter().any(|(w, _)| *w == workload) {
@@ -46,11 +48,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let cols = 3;
     let rows = units.len().div_ceil(cols);
-    let root = SVGBackend::new(output, (1500, 330 * rows as u32)).into_drawing_area();
+    let root = SVGBackend::new(&output, (1500, 330 * rows as u32)).into_drawing_area();
     root.fill(&WHITE)?;
     let panels = root.split_evenly((rows, cols));
     for (panel, (workload, unit)) in panels.iter().zip(&units) {
-        let mine: Vec<&Bar> = bars.iter().filter(|b| b.workload == *workload).collect();
+        // Reversed, so that the first engine (spool) is drawn on top.
+        let mine: Vec<&Bar> = bars.iter().rev().filter(|b| b.workload == *workload).collect();
         let max = mine.iter().map(|b| b.value).fold(0.0, f64::max) * 1.15;
         let mut chart = ChartBuilder::on(panel)
             .caption(format!("{workload} ({unit})"), ("sans-serif", 15))

@@ -80,9 +80,6 @@ pub(crate) struct RecordsToken {
 /// A write-through token flushes its staged bytes at least this often, so a
 /// huge batch does not buffer without bound.
 const MAX_STAGED: usize = 1 << 20;
-/// A write at most this far past the staged bytes extends them with zeros
-/// (the padding between frames) instead of starting a new `pwrite`.
-const MAX_STAGED_GAP: usize = 64;
 
 impl std::fmt::Debug for Region {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -285,33 +282,13 @@ impl RecordsToken {
         self.write_through
     }
 
-    /// Writes unpublished bytes; published bytes are immutable. In
-    /// write-through mode the bytes are staged and reach the file at the
-    /// latest when they are published.
-    #[inline]
+    /// Writes unpublished bytes through the mapping (after any staged
+    /// bytes, so they land in order); published bytes are immutable.
     pub(crate) fn write(&mut self, off: usize, data: &[u8]) -> io::Result<()> {
+        self.flush()?;
         let r = &self.region;
         r.check(off, data.len(), r.published.load(Ordering::Relaxed)..r.len)?;
-        if !self.write_through {
-            r.copy_in(off, data);
-            return Ok(());
-        }
-        let staged_end = self.staged_at + self.staged.len();
-        match off.checked_sub(staged_end) {
-            // Frame padding: stage the zeros the gap holds anyway.
-            Some(gap) if gap <= MAX_STAGED_GAP && !self.staged.is_empty() => {
-                self.staged.resize(self.staged.len() + gap, 0);
-            }
-            Some(0) => {}
-            _ => {
-                self.flush()?;
-                self.staged_at = off;
-            }
-        }
-        self.staged.extend_from_slice(data);
-        if self.staged.len() >= MAX_STAGED {
-            self.flush()?;
-        }
+        r.copy_in(off, data);
         Ok(())
     }
 

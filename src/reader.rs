@@ -158,12 +158,9 @@ impl Messages {
     /// # Ok::<(), spool::Error>(())
     /// ```
     pub fn next_ref(&mut self) -> Option<Result<MessageRef<'_>>> {
-        let (header, at) = match self.fast_step() {
-            Some(hit) => hit,
-            None => match self.advance()? {
-                Ok(hit) => hit,
-                Err(e) => return Some(Err(e)),
-            },
+        let (header, at) = match self.advance()? {
+            Ok(hit) => hit,
+            Err(e) => return Some(Err(e)),
         };
         let seg = self.segment.as_ref()?;
         Some(Ok(MessageRef::new(seg, &header, at)))

@@ -77,10 +77,13 @@ impl ChannelCore {
             // with pwrite (see `mmap` for why that makes each sync cheaper)
             // and publishes once per call. Otherwise appends store through
             // the mapping and a long batch is published in steps, so readers
-            // keep going. (pwrite for large unsynced batches measured slower
-            // here: 8.6-9.0 against 9.5-10.5 M msg/s.)
+            // keep going. (pwrite for large unsynced batches measured no
+            // faster here.) `roll` sets the mode of each new segment's token.
             let through = self.env.opts.get_sync_policy() == SyncPolicy::Always;
             let step = if through { usize::MAX } else { PUBLISH_STEP };
+            if let Some((seg, token)) = w.active.as_mut() {
+                self.set_write_mode(seg, token)?;
+            }
             for (i, payload) in payloads.iter().enumerate() {
                 let payload = payload.as_ref();
                 let len = frame_len(payload.len());
@@ -98,11 +101,6 @@ impl ChannelCore {
                 if w.clean_mark {
                     seg.clear_clean().map_err(|e| self.env.fail(e))?;
                     w.clean_mark = false;
-                }
-                if token.writes_through() != through {
-                    token
-                        .set_write_through(through)
-                        .map_err(|e| self.env.fail(Error::io("write record", &seg.path, e)))?;
                 }
                 let seq = w.next_seq;
                 let header = encode_message(seg.seed, seq, timestamp, payload);
@@ -137,6 +135,17 @@ impl ChannelCore {
             self.sync_through(*range.end())?;
         }
         Ok(range)
+    }
+
+    /// Writes through the file under `SyncPolicy::Always` (see `append`).
+    fn set_write_mode(&self, seg: &Segment, token: &mut RecordsToken) -> Result<()> {
+        let through = self.env.opts.get_sync_policy() == SyncPolicy::Always;
+        if token.writes_through() != through {
+            token
+                .set_write_through(through)
+                .map_err(|e| self.env.fail(Error::io("write record", &seg.path, e)))?;
+        }
+        Ok(())
     }
 
     /// Makes everything written so far readable: publishes the active
@@ -181,7 +190,7 @@ impl ChannelCore {
             }
         }
         let opts = &self.env.opts;
-        let (seg, token) = self.env.sticky(Segment::create(
+        let (seg, mut token) = self.env.sticky(Segment::create(
             &self.env,
             &self.dir,
             self.id,
@@ -190,6 +199,7 @@ impl ChannelCore {
             opts.get_index_interval() as usize,
         ))?;
         self.segments.push(Arc::clone(&seg));
+        self.set_write_mode(&seg, &mut token)?;
         w.active = Some((seg, token));
         w.offset = SEGMENT_HEADER_LEN;
         w.last_indexed = None;

@@ -269,17 +269,13 @@ impl RecordsToken {
         Ok(r.token_read(off, len))
     }
 
-    /// Switches writing through the file on or off; returns whether it is
-    /// on (a heap region has no file and always stores through memory).
-    pub(crate) fn set_write_through(&mut self, on: bool) -> io::Result<bool> {
+    /// Switches writing through the file on or off, after writing any staged
+    /// bytes (a heap region has no file and always stores through memory).
+    /// Cheap when nothing is staged.
+    pub(crate) fn set_write_through(&mut self, on: bool) -> io::Result<()> {
         self.flush()?;
         self.write_through = on && self.file.is_some();
-        Ok(self.write_through)
-    }
-
-    /// Whether writes go through the file.
-    pub(crate) fn writes_through(&self) -> bool {
-        self.write_through
+        Ok(())
     }
 
     /// Writes unpublished bytes through the mapping (after any staged

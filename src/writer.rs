@@ -140,12 +140,9 @@ impl ChannelCore {
     /// Writes through the file under `SyncPolicy::Always` (see `append`).
     fn set_write_mode(&self, seg: &Segment, token: &mut RecordsToken) -> Result<()> {
         let through = self.env.opts.get_sync_policy() == SyncPolicy::Always;
-        if token.writes_through() != through {
-            token
-                .set_write_through(through)
-                .map_err(|e| self.env.fail(Error::io("write record", &seg.path, e)))?;
-        }
-        Ok(())
+        token
+            .set_write_through(through)
+            .map_err(|e| self.env.fail(Error::io("write record", &seg.path, e)))
     }
 
     /// Makes everything written so far readable: publishes the active

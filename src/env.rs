@@ -1,5 +1,5 @@
 //! What every part of an open store shares: options, storage, and the
-//! sticky failure state.
+//! store's write state (open, closing, failed).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,6 +17,7 @@ pub(crate) struct Env {
     pub(crate) opts: Options,
     pub(crate) storage: Storage,
     failure: OnceLock<Arc<Error>>,
+    /// Set first thing by `close`: no write starts after it.
     closed: AtomicBool,
     /// Where writers ask for pages to be faulted in ahead of them.
     pub(crate) prefault: OnceLock<Sender<Request>>,
@@ -34,18 +35,26 @@ impl Env {
         }
     }
 
-    /// Err when the store is closed or failed.
+    /// Err when the store is closed or failed: the check before any write.
     #[inline]
     pub(crate) fn check_writable(&self) -> Result<()> {
-        if let Some(cause) = self.failure.get() {
-            return Err(Error::Failed {
-                cause: Arc::clone(cause),
-            });
-        }
+        self.check_failed()?;
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
         Ok(())
+    }
+
+    /// Err when the store failed: the check before a sync (which close
+    /// still runs after it stopped accepting writes).
+    #[inline]
+    pub(crate) fn check_failed(&self) -> Result<()> {
+        match self.failure.get() {
+            Some(cause) => Err(Error::Failed {
+                cause: Arc::clone(cause),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Makes `err` the store's sticky failure (the first one wins) and
@@ -57,20 +66,31 @@ impl Env {
         }
     }
 
-    /// Makes a failed sync (of a file, directory or mapping) sticky: after
-    /// it, nothing can be known durable until the store is reopened.
+    /// Passes `r` through, making a failure at a durability point (a sync,
+    /// a write into a mapped file) sticky: after it, nothing can be known
+    /// durable until the store is reopened.
     pub(crate) fn sticky<T>(&self, r: Result<T>) -> Result<T> {
         match r {
-            Err(e @ Error::Io { op, .. }) if op.starts_with("sync") => Err(self.fail(e)),
+            Err(e) if e.is_durability_failure() => Err(self.fail(e)),
             other => other,
         }
+    }
+
+    /// Poisons the store after a background thread panicked.
+    pub(crate) fn fail_panicked(&self, thread: &'static str) -> Error {
+        self.fail(Error::BackgroundPanic { thread })
     }
 
     pub(crate) fn failure(&self) -> Option<Arc<Error>> {
         self.failure.get().cloned()
     }
 
-    pub(crate) fn mark_closed(&self) {
+    /// Stops accepting writes (the first step of closing the store).
+    pub(crate) fn stop_writes(&self) {
         self.closed.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
     }
 }

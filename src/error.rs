@@ -1,4 +1,9 @@
-//! The one error type of the crate.
+//! The one error type of the crate, and the I/O operations it names.
+//!
+//! Display follows the usual convention for error chains: a variant that
+//! wraps another error says what spool was doing and returns the wrapped
+//! error from `source()` instead of printing it too, so `anyhow`/`eyre`
+//! reports show each cause once.
 
 use std::fmt;
 use std::io;
@@ -8,21 +13,122 @@ use std::sync::Arc;
 /// Result alias used throughout spool.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The file operation that failed, in an [`Error::Io`].
+///
+/// Whether a failure turns the store read-only is a property of the
+/// operation ([`IoOp::is_durability_point`]), not of how it is spelled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum IoOp {
+    /// Creating a directory.
+    CreateDir,
+    /// Listing a directory.
+    ListDir,
+    /// Reading a small file (catalog, index, subscribers log).
+    Read,
+    /// Writing a small file.
+    Write,
+    /// Renaming a file.
+    Rename,
+    /// Removing a file.
+    Remove,
+    /// Removing a directory.
+    RemoveDir,
+    /// Reading a file's metadata.
+    Stat,
+    /// Opening a file.
+    Open,
+    /// Creating (and reserving the blocks of) a segment or log file.
+    Create,
+    /// Mapping a file into memory.
+    Map,
+    /// Taking or writing the store's lock file.
+    Lock,
+    /// Writing records (or a header slot, a hole marker, zeros) into a
+    /// mapped file, or through it with `pwrite`.
+    WriteRecords,
+    /// Changing a file's length.
+    Truncate,
+    /// `fdatasync` of a file.
+    SyncFile,
+    /// `fsync` of a directory.
+    SyncDir,
+    /// `msync(MS_SYNC)` of a mapped range.
+    SyncMapping,
+    /// Starting a background thread.
+    SpawnThread,
+}
+
+impl IoOp {
+    /// A failure of this operation leaves unknown what is durable (a failed
+    /// sync may have dropped dirty pages; a failed write may have changed
+    /// part of a range), so the store turns read-only until reopened.
+    pub fn is_durability_point(self) -> bool {
+        matches!(
+            self,
+            IoOp::SyncFile | IoOp::SyncDir | IoOp::SyncMapping | IoOp::WriteRecords | IoOp::Truncate
+        )
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            IoOp::CreateDir => "create directory",
+            IoOp::ListDir => "list directory",
+            IoOp::Read => "read",
+            IoOp::Write => "write",
+            IoOp::Rename => "rename",
+            IoOp::Remove => "remove",
+            IoOp::RemoveDir => "remove directory",
+            IoOp::Stat => "stat",
+            IoOp::Open => "open",
+            IoOp::Create => "create",
+            IoOp::Map => "map",
+            IoOp::Lock => "lock",
+            IoOp::WriteRecords => "write records",
+            IoOp::Truncate => "truncate",
+            IoOp::SyncFile => "sync file",
+            IoOp::SyncDir => "sync directory",
+            IoOp::SyncMapping => "sync mapping",
+            IoOp::SpawnThread => "spawn thread",
+        }
+    }
+}
+
+impl fmt::Display for IoOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.describe())
+    }
+}
+
 /// Everything that can go wrong in spool. Each variant's `Display` is a
 /// sentence that says what happened and what to do about it.
-#[derive(Debug)]
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// let store = spool::Store::open(dir.path(), spool::Options::default())?;
+/// let orders = store.channel("orders")?;
+/// match orders.get(42) {
+///     Err(spool::Error::OutOfRange { first, last, .. }) => assert_eq!((first, last), (1, 0)),
+///     other => panic!("unexpected: {other:?}"),
+/// }
+/// # Ok::<(), spool::Error>(())
+/// ```
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// An operating-system call on a file failed.
+    #[error("{op} failed for {}", path.display())]
     Io {
-        /// What spool was doing ("create segment", "rename catalog", ...).
-        op: &'static str,
+        /// What spool was doing.
+        op: IoOp,
         /// The file or directory involved.
         path: PathBuf,
         /// The underlying error.
+        #[source]
         source: io::Error,
     },
     /// Another `Store` (in this process or another) holds the directory.
+    #[error("store is locked: {} is held by another open Store{}; close that Store or use another directory", path.display(), holder_pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
     Locked {
         /// The lock file.
         path: PathBuf,
@@ -30,6 +136,7 @@ pub enum Error {
         holder_pid: Option<u32>,
     },
     /// A channel name that spool does not accept.
+    #[error("invalid channel name {name:?}: {reason}")]
     InvalidName {
         /// The rejected name (lossy if it was not UTF-8).
         name: String,
@@ -37,6 +144,7 @@ pub enum Error {
         reason: &'static str,
     },
     /// An option value outside what spool supports.
+    #[error("invalid option {name}: {reason}")]
     InvalidOption {
         /// The option's name.
         name: &'static str,
@@ -44,6 +152,7 @@ pub enum Error {
         reason: String,
     },
     /// A payload longer than `Options::max_payload`.
+    #[error("payload of {len} bytes exceeds the maximum of {max} bytes (Options::max_payload)")]
     PayloadTooLarge {
         /// The payload's length in bytes.
         len: usize,
@@ -51,6 +160,7 @@ pub enum Error {
         max: u32,
     },
     /// A sequence number outside the channel's `[first, last]`.
+    #[error("sequence {requested} is out of range: {}", range_text(*first, *last))]
     OutOfRange {
         /// The sequence asked for.
         requested: u64,
@@ -60,6 +170,7 @@ pub enum Error {
         last: u64,
     },
     /// The message was destroyed by on-disk damage and removed by a repair.
+    #[error("sequence {requested} was lost to on-disk damage (repair removed {first_lost}..={last_lost})")]
     Lost {
         /// The sequence asked for.
         requested: u64,
@@ -69,6 +180,7 @@ pub enum Error {
         last_lost: u64,
     },
     /// A file's content fails validation where spool knows it was durable.
+    #[error("corrupt data in {} at offset {offset}: {detail}; open with RecoveryMode::Repair to keep what is intact", path.display())]
     Corrupt {
         /// The damaged file.
         path: PathBuf,
@@ -78,12 +190,22 @@ pub enum Error {
         detail: String,
     },
     /// An earlier sync (or a background thread) failed; the store refuses
-    /// writes until it is reopened.
+    /// writes until it is reopened. The first failure is the `source()`.
+    #[error("store is read-only after an earlier failure; nothing after the last good sync is durable, reopen the store to recover")]
     Failed {
         /// The first failure, shared by every later error.
+        #[source]
         cause: Arc<Error>,
     },
+    /// A background thread of the store panicked; the store is poisoned
+    /// (every later write returns `Failed` with this as its cause).
+    #[error("the background thread {thread} panicked; the store is poisoned, reopen it to recover")]
+    BackgroundPanic {
+        /// The thread's name.
+        thread: &'static str,
+    },
     /// The channel was deleted; this handle can no longer be used.
+    #[error("channel {name:?} (id {id}) was deleted; open it again by name to get the new incarnation")]
     ChannelDeleted {
         /// The channel's name.
         name: String,
@@ -91,13 +213,16 @@ pub enum Error {
         id: u64,
     },
     /// No channel of that name exists.
+    #[error("no channel named {name:?} exists")]
     NoSuchChannel {
         /// The name asked for.
         name: String,
     },
     /// The store was closed.
+    #[error("the store was closed")]
     Closed,
     /// A handle to this durable subscriber is already open.
+    #[error("subscriber {name:?} of channel {channel:?} is already open; close the other handle first")]
     SubscriberInUse {
         /// Channel name.
         channel: String,
@@ -105,6 +230,7 @@ pub enum Error {
         name: String,
     },
     /// The name belongs to a subscriber of the other kind (plain vs queue group).
+    #[error("subscriber {name:?} exists but is not {expected}; use another name")]
     SubscriberKind {
         /// Subscriber name.
         name: String,
@@ -112,6 +238,7 @@ pub enum Error {
         expected: &'static str,
     },
     /// The channel already has `Options::max_subscribers` subscribers.
+    #[error("channel {channel:?} already has {max} subscribers (Options::max_subscribers); unsubscribe one or raise the limit")]
     TooManySubscribers {
         /// Channel name.
         channel: String,
@@ -119,6 +246,7 @@ pub enum Error {
         max: usize,
     },
     /// No durable subscriber of that name on that channel.
+    #[error("channel {channel:?} has no subscriber named {name:?}")]
     NoSuchSubscriber {
         /// Channel name.
         channel: String,
@@ -126,6 +254,7 @@ pub enum Error {
         name: String,
     },
     /// A commit past the last published message.
+    #[error("cannot commit sequence {requested}: the channel's last message is {last}")]
     CommitBeyondEnd {
         /// The seq given.
         requested: u64,
@@ -133,6 +262,7 @@ pub enum Error {
         last: u64,
     },
     /// A commit below the subscriber's committed position.
+    #[error("cannot commit sequence {requested}: the subscriber already committed {committed}, and positions only move forward")]
     CommitBehind {
         /// The seq given.
         requested: u64,
@@ -140,6 +270,7 @@ pub enum Error {
         committed: u64,
     },
     /// Subscriber state larger than `Options::max_state`.
+    #[error("subscriber state of {len} bytes exceeds the maximum of {max} bytes (Options::max_state)")]
     StateTooLarge {
         /// The state's length.
         len: usize,
@@ -147,19 +278,33 @@ pub enum Error {
         max: usize,
     },
     /// An ack for a message that is not in flight to this queue member.
+    #[error("cannot ack sequence {seq}: it is not in flight to this queue member (never delivered to it, already acked, or redelivered elsewhere after ack_wait)")]
     NotDelivered {
         /// The seq acked.
         seq: u64,
     },
 }
 
+fn range_text(first: u64, last: u64) -> String {
+    if last < first {
+        format!("the channel is empty (next sequence {first})")
+    } else {
+        format!("the channel holds {first}..={last}")
+    }
+}
+
 impl Error {
-    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+    pub(crate) fn io(op: IoOp, path: impl Into<PathBuf>, source: io::Error) -> Self {
         Error::Io {
             op,
             path: path.into(),
             source,
         }
+    }
+
+    /// A closure turning an `io::Error` into `Error::Io` for `op` on `path`.
+    pub(crate) fn io_at<'a>(op: IoOp, path: &'a std::path::Path) -> impl FnOnce(io::Error) -> Error + 'a {
+        move |e| Error::io(op, path, e)
     }
 
     pub(crate) fn corrupt(path: impl Into<PathBuf>, offset: u64, detail: impl Into<String>) -> Self {
@@ -176,109 +321,10 @@ impl Error {
             reason: reason.into(),
         }
     }
-}
 
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Io { op, path, source } => {
-                write!(f, "{op} failed for {}: {source}", path.display())
-            }
-            Error::Locked { path, holder_pid } => {
-                write!(f, "store is locked: {} is held by another open Store", path.display())?;
-                if let Some(pid) = holder_pid {
-                    write!(f, " (pid {pid})")?;
-                }
-                write!(f, "; close that Store or use another directory")
-            }
-            Error::InvalidName { name, reason } => {
-                write!(f, "invalid channel name {name:?}: {reason}")
-            }
-            Error::InvalidOption { name, reason } => write!(f, "invalid option {name}: {reason}"),
-            Error::PayloadTooLarge { len, max } => write!(
-                f,
-                "payload of {len} bytes exceeds the maximum of {max} bytes (Options::max_payload)"
-            ),
-            Error::OutOfRange {
-                requested,
-                first,
-                last,
-            } => {
-                if last < first {
-                    write!(f, "sequence {requested} is out of range: the channel is empty (next sequence {first})")
-                } else {
-                    write!(
-                        f,
-                        "sequence {requested} is out of range: the channel holds {first}..={last}"
-                    )
-                }
-            }
-            Error::Lost {
-                requested,
-                first_lost,
-                last_lost,
-            } => write!(
-                f,
-                "sequence {requested} was lost to on-disk damage (repair removed {first_lost}..={last_lost})"
-            ),
-            Error::Corrupt {
-                path,
-                offset,
-                detail,
-            } => write!(
-                f,
-                "corrupt data in {} at offset {offset}: {detail}; open with RecoveryMode::Repair to keep what is intact",
-                path.display()
-            ),
-            Error::Failed { cause } => write!(
-                f,
-                "store is read-only after an earlier failure ({cause}); nothing after the last good sync is durable, reopen the store to recover"
-            ),
-            Error::ChannelDeleted { name, id } => {
-                write!(f, "channel {name:?} (id {id}) was deleted; open it again by name to get the new incarnation")
-            }
-            Error::NoSuchChannel { name } => write!(f, "no channel named {name:?} exists"),
-            Error::Closed => write!(f, "the store was closed"),
-            Error::SubscriberInUse { channel, name } => write!(
-                f,
-                "subscriber {name:?} of channel {channel:?} is already open; close the other handle first"
-            ),
-            Error::SubscriberKind { name, expected } => {
-                write!(f, "subscriber {name:?} exists but is not {expected}; use another name")
-            }
-            Error::TooManySubscribers { channel, max } => write!(
-                f,
-                "channel {channel:?} already has {max} subscribers (Options::max_subscribers); unsubscribe one or raise the limit"
-            ),
-            Error::NoSuchSubscriber { channel, name } => {
-                write!(f, "channel {channel:?} has no subscriber named {name:?}")
-            }
-            Error::CommitBeyondEnd { requested, last } => write!(
-                f,
-                "cannot commit sequence {requested}: the channel's last message is {last}"
-            ),
-            Error::CommitBehind { requested, committed } => write!(
-                f,
-                "cannot commit sequence {requested}: the subscriber already committed {committed}, and positions only move forward"
-            ),
-            Error::StateTooLarge { len, max } => write!(
-                f,
-                "subscriber state of {len} bytes exceeds the maximum of {max} bytes (Options::max_state)"
-            ),
-            Error::NotDelivered { seq } => write!(
-                f,
-                "cannot ack sequence {seq}: it is not in flight to this queue member (never delivered to it, already acked, or redelivered elsewhere after ack_wait)"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Error::Io { source, .. } => Some(source),
-            Error::Failed { cause } => Some(cause.as_ref()),
-            _ => None,
-        }
+    /// Whether this failure must make the store read-only (see
+    /// [`IoOp::is_durability_point`]).
+    pub(crate) fn is_durability_failure(&self) -> bool {
+        matches!(self, Error::Io { op, .. } if op.is_durability_point())
     }
 }

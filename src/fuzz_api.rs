@@ -1,5 +1,6 @@
-//! Entry points for the fuzz targets in `fuzz/` and their replay in
-//! `cargo test`: each feeds arbitrary bytes to one decoder. Not part of the
+//! Entry points for the decoder fuzz targets in `fuzz/` (built with the
+//! `fuzz` cargo feature) and their replay in `cargo test` (the tests
+//! below): each feeds arbitrary bytes to one decoder. Not part of the
 //! supported API.
 //!
 //! When the first byte of the input is odd, the checksums are recomputed
@@ -9,9 +10,9 @@
 use std::path::Path;
 
 use crate::catalog::Catalog;
+use crate::format::frame::{segment_seed, FrameHeader, FRAME_HEADER_LEN};
+use crate::format::sublog as log;
 use crate::index::{decode_file, IndexExpectation};
-use crate::record::{segment_seed, FrameHeader, FRAME_HEADER_LEN};
-use crate::subscriber::log;
 
 fn split(data: &[u8]) -> (bool, &[u8]) {
     match data.split_first() {
@@ -39,7 +40,7 @@ pub fn record_frame(data: &[u8]) {
         }
     }
     let Some(h) = FrameHeader::parse(&bytes) else { return };
-    if h.check_shape(bytes.len(), h.seq.max(1), false).is_ok() {
+    if h.check_shape(bytes.len(), h.seq.max(1)).is_ok() {
         let payload = bytes.get(FRAME_HEADER_LEN..FRAME_HEADER_LEN + h.payload_len());
         assert!(payload.is_some(), "a frame that passed the shape check fits its bytes");
         let _ = payload.is_some_and(|p| h.crc_matches(seed, p));
@@ -119,5 +120,77 @@ pub fn catalog(data: &[u8]) {
     if let Ok(c) = Catalog::decode(&bytes, Path::new("catalog")) {
         let again = Catalog::decode(&c.encode(), Path::new("catalog")).expect("re-encoding decodes");
         assert_eq!(again, c);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    type Target = fn(&[u8]);
+
+    const TARGETS: [(&str, Target, usize); 4] = [
+        ("record_frame", super::record_frame, 20_000),
+        ("index_file", super::index_file, 5_000),
+        ("subscribers_log", super::subscribers_log, 10_000),
+        ("catalog", super::catalog, 10_000),
+    ];
+
+    /// SplitMix64.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+    }
+
+    fn regressions(name: &str) -> Vec<(String, Vec<u8>)> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fuzz/regressions")
+            .join(name);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Vec::new();
+        };
+        let mut out: Vec<(String, Vec<u8>)> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().extension().is_none_or(|x| x != "md"))
+            .filter_map(|e| {
+                std::fs::read(e.path())
+                    .ok()
+                    .map(|b| (e.file_name().to_string_lossy().into_owned(), b))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn decoder_targets_replay() {
+        let base: u64 = std::env::var("SPOOL_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0x5EED);
+        eprintln!("SPOOL_SEED={base}");
+        for (name, target, cases) in TARGETS {
+            for (file, input) in regressions(name) {
+                eprintln!("{name}: regression {file}");
+                target(&input);
+            }
+            for i in 0..cases {
+                let mut rng = Rng(base ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                let len = match rng.next() % 10 {
+                    0..=5 => rng.next() % 64,
+                    6..=8 => rng.next() % 600,
+                    _ => rng.next() % 6000,
+                } as usize;
+                let input: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+                target(&input);
+            }
+        }
     }
 }

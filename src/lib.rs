@@ -88,49 +88,41 @@ mod catalog;
 mod channel;
 mod clock;
 mod codec;
-mod compaction;
-mod durability;
 mod env;
 mod error;
-#[doc(hidden)]
+mod format;
+#[cfg(any(test, feature = "fuzz"))]
 pub mod fuzz_api;
+mod group_commit;
 mod index;
 mod limits;
+mod log;
 mod message;
 mod mmap;
 mod options;
 mod prefault;
-mod queue_group;
-mod reader;
-mod record;
-mod recovery;
+mod report;
 mod retention;
 mod segment;
-mod segments;
 mod storage;
 mod store;
-mod subscriber;
-mod verify;
-mod writer;
+mod subscriptions;
+mod wakeup;
 
 pub use catalog::MAX_NAME_LEN;
-pub use channel::{Channel, ChannelStats};
+pub use channel::{Channel, ChannelStats, Delivery, QueueMember, QueueOptions, StartAt, Subscriber};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use compaction::CompactionReport;
-pub use error::{Error, Result};
+pub use error::{Error, IoOp, Result};
+pub use format::SEGMENT_HEADER_LEN;
 pub use limits::Limits;
+pub use log::Messages;
 pub use message::{Message, MessageRef};
 pub use options::{
     Options, RecoveryMode, SyncPolicy, DEFAULT_COMPACT_INTERVAL, DEFAULT_INDEX_INTERVAL, DEFAULT_MAX_PAYLOAD,
     DEFAULT_MAX_STATE, DEFAULT_MAX_SUBSCRIBERS, DEFAULT_SEGMENT_SIZE, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE,
 };
-pub use queue_group::{Delivery, QueueMember, QueueOptions};
-pub use reader::Messages;
-pub use recovery::{ChannelRecovery, LostRange};
-pub use segment::SEGMENT_HEADER_LEN;
+pub use report::{ChannelRecovery, CompactionReport, LostRange, Problem, VerifyReport};
 pub use store::Store;
-pub use subscriber::{StartAt, Subscriber};
-pub use verify::{Problem, VerifyReport};
 
 /// Simulated storage for crash testing (your application's too).
 pub mod sim {

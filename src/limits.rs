@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::segment::SEGMENT_HEADER_LEN;
+use crate::format::segment::SEGMENT_HEADER_LEN;
 
 /// Limits of a channel. `None` means no limit; in a per-channel override it
 /// means "use the store default" (`Options::limits`).

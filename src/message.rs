@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::record::{FrameHeader, FRAME_HEADER_LEN};
+use crate::format::frame::{FrameHeader, FRAME_HEADER_LEN};
 use crate::segment::Segment;
 
 /// One message: its sequence number, timestamp and payload. The payload is a

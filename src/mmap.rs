@@ -27,7 +27,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use memmap2::{MmapOptions, MmapRaw};
+use memmap2::{Mmap, MmapOptions, MmapRaw};
 use parking_lot::Mutex;
 
 /// Called by a heap region's `sync`: the simulated storage copies the range
@@ -35,8 +35,18 @@ use parking_lot::Mutex;
 pub(crate) type SyncHook = Arc<dyn Fn(&HeapBuf, Range<usize>) -> io::Result<()> + Send + Sync>;
 
 enum Backing {
+    /// A read-write shared mapping, written through the region's tokens.
     Map(MmapRaw),
-    Heap { buf: Arc<HeapBuf>, on_sync: SyncHook },
+    /// A read-only mapping (PROT_READ): a sealed segment, or a file of a
+    /// store another process owns. It has no tokens; it is held only to
+    /// keep the mapping alive.
+    MapReadOnly(#[allow(dead_code)] Mmap),
+    /// A simulated file's live image; `on_sync` is `None` for a read-only
+    /// view.
+    Heap {
+        buf: Arc<HeapBuf>,
+        on_sync: Option<SyncHook>,
+    },
 }
 
 /// A fixed-size byte region; never resized, never unmapped while referenced.
@@ -110,6 +120,60 @@ impl Region {
         Ok(Self::parts(ptr, len, records_start, Backing::Map(map), Some(file)))
     }
 
+    /// Maps `len` bytes of `file` read-only, with `[records_start,
+    /// published)` readable: a region no token can write. The file must be
+    /// at least `len` bytes long.
+    pub(crate) fn map_file_readonly(
+        file: &File,
+        len: usize,
+        records_start: usize,
+        published: usize,
+    ) -> io::Result<Arc<Region>> {
+        let file_len = file.metadata()?.len();
+        if (file_len as u128) < len as u128 || len == 0 || records_start > published || published > len {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("refusing to map {len} bytes of a {file_len}-byte file up to {published}"),
+            ));
+        }
+        // SAFETY: a read-only shared mapping of a file at least `len` bytes
+        // long; spool never truncates a mapped file, and the bytes handed out
+        // (below `published`) are never written again by any spool process
+        // (docs/safety.md, sections 1 and 2).
+        let map = unsafe { MmapOptions::new().len(len).map(file)? };
+        let ptr = map.as_ptr().cast_mut();
+        Ok(Arc::new(Region {
+            ptr,
+            len,
+            records_start,
+            published: AtomicUsize::new(published),
+            backing: Backing::MapReadOnly(map),
+        }))
+    }
+
+    /// A read-only view of a simulated file's live image, readable in
+    /// `[records_start, published)`.
+    pub(crate) fn map_heap_readonly(
+        buf: Arc<HeapBuf>,
+        records_start: usize,
+        published: usize,
+    ) -> io::Result<Arc<Region>> {
+        let len = buf.len;
+        if len == 0 || records_start > published || published > len {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "cannot view that range of the file",
+            ));
+        }
+        Ok(Arc::new(Region {
+            ptr: buf.ptr,
+            len,
+            records_start,
+            published: AtomicUsize::new(published),
+            backing: Backing::Heap { buf, on_sync: None },
+        }))
+    }
+
     /// Wraps a simulated file's live buffer.
     pub(crate) fn map_heap(buf: Arc<HeapBuf>, records_start: usize, on_sync: SyncHook) -> io::Result<RegionParts> {
         let len = buf.len;
@@ -121,7 +185,10 @@ impl Region {
             ptr,
             len,
             records_start,
-            Backing::Heap { buf, on_sync },
+            Backing::Heap {
+                buf,
+                on_sync: Some(on_sync),
+            },
             None,
         ))
     }
@@ -179,7 +246,12 @@ impl Region {
         let start = range.start.min(end);
         match &self.backing {
             Backing::Map(map) => map.flush_range(start, end - start),
-            Backing::Heap { buf, on_sync } => on_sync(buf, start..end),
+            // Nothing was written through a read-only view.
+            Backing::MapReadOnly(_) | Backing::Heap { on_sync: None, .. } => Ok(()),
+            Backing::Heap {
+                buf,
+                on_sync: Some(on_sync),
+            } => on_sync(buf, start..end),
         }
     }
 
@@ -209,7 +281,7 @@ impl Region {
     fn copy_in(&self, off: usize, data: &[u8]) {
         let _guard = match &self.backing {
             Backing::Heap { buf, .. } => Some(buf.lock.lock()),
-            Backing::Map(_) => None,
+            Backing::Map(_) | Backing::MapReadOnly(_) => None,
         };
         // SAFETY: the caller checked `off + data.len() <= len`; the target
         // bytes are in the zone of the caller's `&mut` token, which no shared
@@ -220,7 +292,7 @@ impl Region {
     fn fill_zero(&self, off: usize, len: usize) {
         let _guard = match &self.backing {
             Backing::Heap { buf, .. } => Some(buf.lock.lock()),
-            Backing::Map(_) => None,
+            Backing::Map(_) | Backing::MapReadOnly(_) => None,
         };
         // SAFETY: as in `copy_in`: checked range, exclusive zone.
         unsafe { std::ptr::write_bytes(self.ptr.add(off), 0, len) }

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
+use crate::format::frame::{FRAME_HEADER_LEN, MAX_LEN};
+use crate::format::segment::SEGMENT_HEADER_LEN;
 use crate::limits::Limits;
-use crate::record::FRAME_HEADER_LEN;
-use crate::segment::SEGMENT_HEADER_LEN;
 use crate::storage::sim::SimStorage;
 use crate::storage::{RealStorage, Storage};
 
@@ -272,14 +272,14 @@ impl Options {
         }
         let room = self.segment_size - SEGMENT_HEADER_LEN as u64 - FRAME_HEADER_LEN as u64;
         let max_payload = self.get_max_payload();
-        if u64::from(max_payload) > room || max_payload > crate::record::MAX_LEN {
+        if u64::from(max_payload) > room || max_payload > MAX_LEN {
             return Err(Error::invalid_option(
                 "max_payload",
                 format!(
                     "{} bytes does not fit in a segment of {} bytes (at most {} with this segment size)",
                     max_payload,
                     self.segment_size,
-                    room.min(u64::from(crate::record::MAX_LEN))
+                    room.min(u64::from(MAX_LEN))
                 ),
             ));
         }

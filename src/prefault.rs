@@ -8,8 +8,11 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, IoOp, Result};
 use crate::mmap::Region;
+
+/// The thread's name.
+pub(crate) const THREAD: &str = "spool-prefault";
 
 /// How far ahead of the writer pages are faulted in.
 pub(crate) const PREFAULT_AHEAD: usize = 4 << 20;
@@ -31,9 +34,9 @@ impl Prefaulter {
     pub(crate) fn start() -> Result<Prefaulter> {
         let (requests, incoming) = crossbeam_channel::unbounded();
         let handle = std::thread::Builder::new()
-            .name("spool-prefault".into())
+            .name(THREAD.into())
             .spawn(move || serve(&incoming))
-            .map_err(|e| Error::io("spawn prefault thread", "spool-prefault", e))?;
+            .map_err(|e| Error::io(IoOp::SpawnThread, THREAD, e))?;
         Ok(Prefaulter { requests, handle })
     }
 
@@ -65,11 +68,6 @@ impl PrefaultCursor {
     /// A cursor for a segment whose records end at `offset`.
     pub(crate) fn at(offset: usize) -> PrefaultCursor {
         PrefaultCursor { requested_to: offset }
-    }
-
-    /// A new segment: nothing requested yet.
-    pub(crate) fn reset(&mut self, from: usize) {
-        self.requested_to = from;
     }
 
     /// Asks for the pages up to `PREFAULT_AHEAD` past `offset`, a chunk at a

@@ -8,8 +8,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::error::{Error, Result};
-use crate::mmap::RegionParts;
+use crate::error::{Error, IoOp, Result};
+use crate::mmap::{Region, RegionParts};
 
 pub(crate) use real::RealStorage;
 use sim::SimStorage;
@@ -21,9 +21,11 @@ pub(crate) enum Storage {
     Sim(Arc<sim::SimInner>),
 }
 
-/// A file written by appending (the subscribers log).
+/// A file written by appending (the subscribers log). Clones share the
+/// file, so one thread can sync it while another appends.
+#[derive(Clone)]
 pub(crate) enum LogFile {
-    Real(std::fs::File, PathBuf),
+    Real(Arc<std::fs::File>, PathBuf),
     Sim(Arc<sim::SimInner>, PathBuf),
 }
 
@@ -38,10 +40,10 @@ impl LogFile {
     pub(crate) fn append(&mut self, data: &[u8]) -> Result<()> {
         use std::io::Write;
         let r = match self {
-            LogFile::Real(f, _) => f.write_all(data),
+            LogFile::Real(f, _) => (&**f).write_all(data),
             LogFile::Sim(s, p) => s.append(p, data),
         };
-        r.map_err(|e| Error::io("append", self.path(), e))
+        r.map_err(|e| Error::io(IoOp::WriteRecords, self.path(), e))
     }
 
     /// fdatasync.
@@ -50,7 +52,7 @@ impl LogFile {
             LogFile::Real(f, _) => f.sync_data(),
             LogFile::Sim(s, p) => s.sync_file(p),
         };
-        r.map_err(|e| Error::io("sync file", self.path(), e))
+        r.map_err(|e| Error::io(IoOp::SyncFile, self.path(), e))
     }
 
     /// Cuts the file to `len` bytes (not synced).
@@ -59,7 +61,7 @@ impl LogFile {
             LogFile::Real(f, _) => f.set_len(len),
             LogFile::Sim(s, p) => s.set_len(p, len),
         };
-        r.map_err(|e| Error::io("truncate", self.path(), e))
+        r.map_err(|e| Error::io(IoOp::Truncate, self.path(), e))
     }
 }
 
@@ -95,12 +97,12 @@ impl Storage {
     }
 
     pub(crate) fn create_dir_all(&self, path: &Path) -> Result<()> {
-        dispatch!(self, s => s.create_dir_all(path)).map_err(|e| Error::io("create directory", path, e))
+        dispatch!(self, s => s.create_dir_all(path)).map_err(|e| Error::io(IoOp::CreateDir, path, e))
     }
 
     /// Names of the entries of a directory, sorted.
     pub(crate) fn list_dir(&self, path: &Path) -> Result<Vec<String>> {
-        let mut names = dispatch!(self, s => s.list_dir(path)).map_err(|e| Error::io("list directory", path, e))?;
+        let mut names = dispatch!(self, s => s.list_dir(path)).map_err(|e| Error::io(IoOp::ListDir, path, e))?;
         names.sort();
         Ok(names)
     }
@@ -112,32 +114,37 @@ impl Storage {
     /// Whole content of a small file (catalog, index). Refuses files larger
     /// than `max` bytes rather than allocating for them.
     pub(crate) fn read_file(&self, path: &Path, max: u64) -> Result<Vec<u8>> {
-        dispatch!(self, s => s.read_file(path, max)).map_err(|e| Error::io("read", path, e))
+        dispatch!(self, s => s.read_file(path, max)).map_err(|e| Error::io(IoOp::Read, path, e))
+    }
+
+    /// `len` bytes at `offset` of a file; `UnexpectedEof` if it is shorter.
+    pub(crate) fn read_at(&self, path: &Path, offset: u64, len: usize) -> Result<Vec<u8>> {
+        dispatch!(self, s => s.read_at(path, offset, len)).map_err(|e| Error::io(IoOp::Read, path, e))
     }
 
     /// Creates or truncates `path` and writes `data` (not synced).
     pub(crate) fn write_file(&self, path: &Path, data: &[u8]) -> Result<()> {
-        dispatch!(self, s => s.write_file(path, data)).map_err(|e| Error::io("write", path, e))
+        dispatch!(self, s => s.write_file(path, data)).map_err(|e| Error::io(IoOp::Write, path, e))
     }
 
     /// fdatasync of a file's data and size.
     pub(crate) fn sync_file(&self, path: &Path) -> Result<()> {
-        dispatch!(self, s => s.sync_file(path)).map_err(|e| Error::io("sync file", path, e))
+        dispatch!(self, s => s.sync_file(path)).map_err(|e| Error::io(IoOp::SyncFile, path, e))
     }
 
     /// fsync of a directory, making creates, renames and deletes in it durable.
     pub(crate) fn sync_dir(&self, path: &Path) -> Result<()> {
-        dispatch!(self, s => s.sync_dir(path)).map_err(|e| Error::io("sync directory", path, e))
+        dispatch!(self, s => s.sync_dir(path)).map_err(|e| Error::io(IoOp::SyncDir, path, e))
     }
 
     pub(crate) fn rename(&self, from: &Path, to: &Path) -> Result<()> {
-        dispatch!(self, s => s.rename(from, to)).map_err(|e| Error::io("rename", from, e))
+        dispatch!(self, s => s.rename(from, to)).map_err(|e| Error::io(IoOp::Rename, from, e))
     }
 
     pub(crate) fn remove_file(&self, path: &Path) -> Result<()> {
         match dispatch!(self, s => s.remove_file(path)) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            r => r.map_err(|e| Error::io("remove file", path, e)),
+            r => r.map_err(|e| Error::io(IoOp::Remove, path, e)),
         }
     }
 
@@ -145,24 +152,35 @@ impl Storage {
     pub(crate) fn remove_dir(&self, path: &Path) -> Result<()> {
         match dispatch!(self, s => s.remove_dir(path)) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            r => r.map_err(|e| Error::io("remove directory", path, e)),
+            r => r.map_err(|e| Error::io(IoOp::RemoveDir, path, e)),
         }
     }
 
     /// Length of a file in bytes.
     pub(crate) fn file_len(&self, path: &Path) -> Result<u64> {
-        dispatch!(self, s => s.file_len(path)).map_err(|e| Error::io("stat", path, e))
+        dispatch!(self, s => s.file_len(path)).map_err(|e| Error::io(IoOp::Stat, path, e))
     }
 
     /// Creates a new file of `len` bytes with its blocks reserved, mapped.
     pub(crate) fn create_region(&self, path: &Path, len: u64, records_start: usize) -> Result<RegionParts> {
-        dispatch!(self, s => s.create_region(path, len, records_start))
-            .map_err(|e| Error::io("create segment", path, e))
+        dispatch!(self, s => s.create_region(path, len, records_start)).map_err(|e| Error::io(IoOp::Create, path, e))
     }
 
     /// Maps an existing file over its whole length.
     pub(crate) fn open_region(&self, path: &Path, records_start: usize) -> Result<RegionParts> {
-        dispatch!(self, s => s.open_region(path, records_start)).map_err(|e| Error::io("map segment", path, e))
+        dispatch!(self, s => s.open_region(path, records_start)).map_err(|e| Error::io(IoOp::Map, path, e))
+    }
+
+    /// Maps an existing file read-only over its whole length, readable in
+    /// `[records_start, published)`.
+    pub(crate) fn open_region_readonly(
+        &self,
+        path: &Path,
+        records_start: usize,
+        published: usize,
+    ) -> Result<Arc<Region>> {
+        dispatch!(self, s => s.open_region_readonly(path, records_start, published))
+            .map_err(|e| Error::io(IoOp::Map, path, e))
     }
 
     /// Opens `path` for appending, creating it empty if missing.
@@ -172,11 +190,11 @@ impl Storage {
                 .create(true)
                 .append(true)
                 .open(path)
-                .map(|f| LogFile::Real(f, path.to_path_buf()))
-                .map_err(|e| Error::io("open", path, e)),
+                .map(|f| LogFile::Real(Arc::new(f), path.to_path_buf()))
+                .map_err(|e| Error::io(IoOp::Open, path, e)),
             Storage::Sim(s) => {
                 if !s.exists(path) {
-                    s.write_file(path, &[]).map_err(|e| Error::io("create", path, e))?;
+                    s.write_file(path, &[]).map_err(|e| Error::io(IoOp::Create, path, e))?;
                 }
                 Ok(LogFile::Sim(Arc::clone(s), path.to_path_buf()))
             }

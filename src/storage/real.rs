@@ -9,7 +9,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use super::LockGuard;
-use crate::error::{Error, Result};
+use crate::error::{Error, IoOp, Result};
 use crate::mmap::{preallocate, Region, RegionParts};
 
 /// The real file system.
@@ -49,6 +49,12 @@ impl RealStorage {
         let mut data = Vec::with_capacity(usize_len(len)?);
         file.take(max).read_to_end(&mut data)?;
         Ok(data)
+    }
+
+    pub(crate) fn read_at(&self, path: &Path, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        let mut buf = vec![0u8; len];
+        File::open(path)?.read_exact_at(&mut buf, offset)?;
+        Ok(buf)
     }
 
     pub(crate) fn write_file(&self, path: &Path, data: &[u8]) -> io::Result<()> {
@@ -91,6 +97,17 @@ impl RealStorage {
         Region::map_file(file, usize_len(len)?, records_start)
     }
 
+    pub(crate) fn open_region_readonly(
+        &self,
+        path: &Path,
+        records_start: usize,
+        published: usize,
+    ) -> io::Result<std::sync::Arc<Region>> {
+        let file = File::open(path)?;
+        let len = file.metadata()?.len();
+        Region::map_file_readonly(&file, usize_len(len)?, records_start, published)
+    }
+
     pub(crate) fn lock(&self, path: &Path) -> Result<LockGuard> {
         let mut file = OpenOptions::new()
             .read(true)
@@ -98,7 +115,7 @@ impl RealStorage {
             .create(true)
             .truncate(false)
             .open(path)
-            .map_err(|e| Error::io("open lock file", path, e))?;
+            .map_err(|e| Error::io(IoOp::Lock, path, e))?;
         // Held locks are keyed by the canonical path, so two spellings of
         // one store directory are one lock.
         let key = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
@@ -128,13 +145,13 @@ impl RealStorage {
                         holder_pid,
                     });
                 }
-                Err(TryLockError::Error(e)) => return Err(Error::io("lock", path, e)),
+                Err(TryLockError::Error(e)) => return Err(Error::io(IoOp::Lock, path, e)),
             }
         }
         // The pid is only for the message a second opener sees.
         file.set_len(0)
             .and_then(|_| file.write_all(format!("{}\n", std::process::id()).as_bytes()))
-            .map_err(|e| Error::io("write lock file", path, e))?;
+            .map_err(|e| Error::io(IoOp::Lock, path, e))?;
         HELD.lock().push(key.clone());
         Ok(LockGuard::Real(file, key))
     }

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::{Arc, Weak};
 
 use super::{not_found, Inode, Live, Node, NsOp, SimInner, State};
-use crate::error::{Error, Result};
+use crate::error::{Error, IoOp, Result};
 use crate::mmap::{HeapBuf, Region, RegionParts, SyncHook};
 use crate::storage::LockGuard;
 
@@ -133,6 +133,20 @@ impl SimInner {
             return Err(io::Error::new(io::ErrorKind::InvalidData, "file larger than expected"));
         }
         Ok(inode.live_bytes())
+    }
+
+    pub(crate) fn read_at(&self, path: &Path, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        let st = self.state.lock();
+        let inode = st.inodes.get(&st.file_id(path)?).ok_or_else(|| not_found(path))?;
+        let start = usize::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+        let end = start
+            .checked_add(len)
+            .filter(|&e| e <= inode.live_len())
+            .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+        Ok(match &inode.live {
+            Live::Bytes(b) => b[start..end].to_vec(),
+            Live::Mapped(buf) => buf.copy_out(start..end),
+        })
     }
 
     pub(crate) fn write_file(&self, path: &Path, data: &[u8]) -> io::Result<()> {
@@ -302,6 +316,26 @@ impl SimInner {
         Region::map_heap(buf, records_start, hook)
     }
 
+    pub(crate) fn open_region_readonly(
+        &self,
+        path: &Path,
+        records_start: usize,
+        published: usize,
+    ) -> io::Result<Arc<Region>> {
+        let mut st = self.state.lock();
+        let id = st.file_id(path)?;
+        let inode = st.inodes.get_mut(&id).ok_or_else(|| not_found(path))?;
+        let buf = match &inode.live {
+            Live::Mapped(buf) => Arc::clone(buf),
+            Live::Bytes(bytes) => {
+                let buf = HeapBuf::new(bytes.clone());
+                inode.live = Live::Mapped(Arc::clone(&buf));
+                buf
+            }
+        };
+        Region::map_heap_readonly(buf, records_start, published)
+    }
+
     pub(crate) fn lock(self: &Arc<Self>, path: &Path) -> Result<LockGuard> {
         {
             let mut st = self.state.lock();
@@ -314,7 +348,7 @@ impl SimInner {
         }
         if !self.exists(path) {
             self.write_file(path, format!("{}\n", std::process::id()).as_bytes())
-                .map_err(|e| Error::io("write lock file", path, e))?;
+                .map_err(|e| Error::io(IoOp::Lock, path, e))?;
         }
         Ok(LockGuard::Sim(Arc::clone(self), path.to_path_buf()))
     }

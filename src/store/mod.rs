@@ -1,39 +1,53 @@
-//! The store: one directory, one lock, a catalog of channels.
+//! The store: one directory, one lock, a catalog of channels, and the
+//! services that run on it (flusher, compaction, verify).
+
+mod compaction;
+mod flusher;
+mod verify;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
 use crate::catalog::{validate_name, Catalog, ChannelEntry};
-use crate::channel::{Arrivals, Channel, ChannelCore};
-use crate::compaction::{CompactionReport, Compactor};
-use crate::durability::{dirty, Flusher, GroupCommit};
+use crate::channel::{commit_all, Channel, ChannelCore, Subscriber};
 use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::limits::Limits;
+use crate::log::Log;
 use crate::options::{Options, SyncPolicy};
 use crate::prefault::Prefaulter;
-use crate::recovery::{recover_channel, ChannelRecovery, RecoveredChannel};
-use crate::segments::SegmentList;
+use crate::report::{ChannelRecovery, CompactionReport, VerifyReport};
 use crate::storage::{LockGuard, Storage};
-use crate::subscriber::{Subscriber, Subscriptions};
-use crate::verify::VerifyReport;
+use crate::subscriptions::Subscriptions;
+use compaction::Compactor;
+use flusher::Flusher;
 
 /// An open store: a directory of channels, owned by one `Store` at a time.
 ///
 /// Dropping the store closes it (errors are then ignored; call
 /// [`close`](Store::close) to see them).
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// use spool::{Options, Store, SyncPolicy};
+/// let store = Store::open(dir.path(), Options::default().sync_policy(SyncPolicy::Always))?;
+/// store.channel("orders")?.publish(b"durable when this returns")?;
+/// assert_eq!(store.channel_names(), ["orders"]);
+/// store.close()?;
+/// # Ok::<(), spool::Error>(())
+/// ```
 pub struct Store {
     pub(crate) shared: Arc<StoreShared>,
 }
 
 pub(crate) struct StoreShared {
     pub(crate) env: Arc<Env>,
-    pub(crate) catalog: Mutex<Catalog>,
-    pub(crate) channels: RwLock<HashMap<String, Arc<ChannelCore>>>,
+    catalog: Mutex<Catalog>,
+    channels: RwLock<HashMap<String, Arc<ChannelCore>>>,
     flusher: Mutex<Option<Flusher>>,
     compactor: Mutex<Option<Compactor>>,
     prefaulter: Mutex<Option<Prefaulter>>,
@@ -73,39 +87,6 @@ fn remove_channel_dir(storage: &Storage, dir: &Path) -> Result<()> {
         storage.remove_dir(dir)?;
     }
     Ok(())
-}
-
-fn new_core(
-    env: &Arc<Env>,
-    subs: &Arc<Subscriptions>,
-    name: &str,
-    entry: &ChannelEntry,
-    dir: PathBuf,
-    rec: RecoveredChannel,
-) -> Arc<ChannelCore> {
-    let id = entry.id;
-    let last = rec.writer.next_seq - 1;
-    let last_timestamp = rec.writer.last_timestamp;
-    Arc::new(ChannelCore {
-        env: Arc::clone(env),
-        id,
-        name: name.to_string(),
-        dir,
-        segments: SegmentList::new(rec.segments),
-        writer: Mutex::new(rec.writer),
-        last_seq: AtomicU64::new(last),
-        first_seq: AtomicU64::new(rec.first_seq),
-        // Recovery leaves everything it kept durable.
-        durable_seq: AtomicU64::new(last),
-        last_timestamp: AtomicU64::new(last_timestamp),
-        group: GroupCommit::default(),
-        deleted: AtomicBool::new(false),
-        subs: Arc::clone(subs),
-        arrivals: Arrivals::default(),
-        groups: Default::default(),
-        own_limits: RwLock::new(entry.limits),
-        last_activity: AtomicU64::new(env.opts.now_ns()),
-    })
 }
 
 impl Store {
@@ -165,9 +146,9 @@ impl Store {
         let mut report = Vec::new();
         for (name, entry) in &catalog.channels {
             let dir = channel_dir(&root, entry.id);
-            let rec = recover_channel(&env, &dir, name, entry.id, entry.first_seq)?;
-            report.push(rec.report.clone());
-            channels.insert(name.clone(), new_core(&env, &subs, name, entry, dir, rec));
+            let (log, recovered) = Log::recover(Arc::clone(&env), entry.id, name, dir, entry.first_seq)?;
+            report.push(recovered);
+            channels.insert(name.clone(), ChannelCore::new(log, Arc::clone(&subs), entry.limits));
         }
 
         let shared = Arc::new(StoreShared {
@@ -214,13 +195,14 @@ impl Store {
     pub fn channel_with_limits(&self, name: &str, limits: Limits) -> Result<Channel> {
         validate_name(name)?;
         limits.validate()?;
-        self.shared.env.check_writable()?;
-        if let Some(core) = self.shared.channels.read().get(name) {
+        let shared = &self.shared;
+        shared.env.check_writable()?;
+        if let Some(core) = shared.channels.read().get(name) {
             return Ok(Channel { core: Arc::clone(core) });
         }
-        let env = &self.shared.env;
-        let mut catalog = self.shared.catalog.lock();
-        if let Some(core) = self.shared.channels.read().get(name) {
+        let env = &shared.env;
+        let mut catalog = shared.catalog.lock();
+        if let Some(core) = shared.channels.read().get(name) {
             return Ok(Channel { core: Arc::clone(core) });
         }
         // The name may already be in the catalog if an earlier call saved it
@@ -247,8 +229,9 @@ impl Store {
                 .create_dir_all(&dir)
                 .and_then(|()| env.storage.sync_dir(&channels_dir(&env.root))),
         )?;
-        let core = new_core(env, &self.shared.subs, name, &entry, dir, RecoveredChannel::empty(1));
-        self.shared.channels.write().insert(name.to_string(), Arc::clone(&core));
+        let log = Log::create(Arc::clone(env), entry.id, name, dir);
+        let core = ChannelCore::new(log, Arc::clone(&shared.subs), entry.limits);
+        shared.channels.write().insert(name.to_string(), Arc::clone(&core));
         Ok(Channel { core })
     }
 
@@ -268,7 +251,7 @@ impl Store {
         env.sticky(next.save(&env.storage, &env.root))?;
         *catalog = next;
         if let Some(core) = self.shared.channels.read().get(name) {
-            *core.own_limits.write() = limits;
+            core.set_own_limits(limits);
         }
         Ok(())
     }
@@ -302,15 +285,21 @@ impl Store {
     /// runs the same pass every `Options::compact_interval`.
     pub fn compact_now(&self) -> Result<CompactionReport> {
         match self.shared.compactor.lock().as_ref() {
-            Some(c) => c.compact_now(),
+            Some(c) => c.compact_now(&self.shared),
             None => Err(Error::Closed),
         }
     }
-    /// Makes everything published so far, on every channel, durable.
+
+    /// Makes everything published so far, on every channel, durable; then
+    /// every subscriber commit made so far.
     pub fn sync(&self) -> Result<()> {
-        let channels: Vec<_> = self.shared.channels.read().values().cloned().collect();
-        for core in channels {
-            core.sync_through(core.last_seq.load(Ordering::Acquire))?;
+        self.shared.env.check_writable()?;
+        for core in self.shared.channel_list() {
+            match core.log.sync() {
+                // Deleted meanwhile: nothing of it needs to be durable.
+                Err(Error::ChannelDeleted { .. }) => {}
+                other => other?,
+            }
         }
         self.shared.subs.sync()
     }
@@ -319,9 +308,10 @@ impl Store {
     /// store) and one state blob in one atomic step: after any crash either
     /// all of these positions (each with `state`) are committed, or none.
     /// Each subscriber's checks and durability are as for
-    /// [`Subscriber::commit`].
+    /// [`Subscriber::commit`]. `InvalidOption` if a subscriber belongs to
+    /// another store or appears twice.
     pub fn commit_all(&self, commits: &[(&Subscriber, u64)], state: &[u8]) -> Result<()> {
-        crate::subscriber::commit_all(commits, state)
+        commit_all(&self.shared.subs, commits, state)
     }
 
     /// Checks every file of the store and the invariants across them (records
@@ -353,8 +343,10 @@ impl Store {
         &self.shared.env.root
     }
 
-    /// Stops the background threads, makes everything durable, and releases
-    /// the lock. Handles still held return `Closed` afterwards.
+    /// Closes the store: stops accepting writes, stops the background
+    /// threads, makes everything durable, marks each channel's last segment
+    /// clean, and releases the lock. Handles still held return `Closed`
+    /// from every write and read afterwards.
     pub fn close(self) -> Result<()> {
         self.shared.close()
     }
@@ -367,6 +359,11 @@ impl Drop for Store {
 }
 
 impl StoreShared {
+    /// Every open channel, in no particular order.
+    pub(crate) fn channel_list(&self) -> Vec<Arc<ChannelCore>> {
+        self.channels.read().values().cloned().collect()
+    }
+
     pub(crate) fn delete_channel(&self, name: &str) -> Result<()> {
         validate_name(name)?;
         let env = &self.env;
@@ -381,27 +378,44 @@ impl StoreShared {
         *catalog = next;
         let core = self.channels.write().remove(name);
         if let Some(core) = core {
-            // Under the writer lock, so no publish is half-way through.
-            let writer = core.writer.lock();
-            core.deleted.store(true, Ordering::Release);
-            self.subs.forget_channel(core.id);
-            core.arrivals.wake();
-            drop(writer);
+            // Waits for an append in progress; later ones are refused.
+            core.log.mark_deleted();
+            self.subs.forget_channel(core.id());
             // Already deleted for good (the catalog says so); leftovers of a
             // failure here are removed at the next open.
             env.sticky(
-                remove_channel_dir(&env.storage, &core.dir)
+                remove_channel_dir(&env.storage, core.log.dir())
                     .and_then(|()| env.storage.sync_dir(&channels_dir(&env.root))),
             )?;
         }
         Ok(())
     }
 
-    /// Syncs channels with data not yet durable (the flusher's pass).
+    /// Durably records new first retained seqs (retention), by channel id.
+    pub(crate) fn record_first_seqs(&self, firsts: &[(u64, u64)]) -> Result<()> {
+        let mut catalog = self.catalog.lock();
+        let mut next = catalog.clone();
+        for entry in next.channels.values_mut() {
+            if let Some((_, first)) = firsts.iter().find(|(id, _)| *id == entry.id) {
+                entry.first_seq = entry.first_seq.max(*first);
+            }
+        }
+        self.env.sticky(next.save(&self.env.storage, &self.env.root))?;
+        *catalog = next;
+        Ok(())
+    }
+
+    /// Syncs channels with data not yet durable, then the subscribers log
+    /// (the flusher's pass). Channels first, so that a durable commit never
+    /// points past the durable log.
     pub(crate) fn sync_dirty(&self) -> Result<()> {
-        let channels: Vec<_> = self.channels.read().values().cloned().collect();
-        for core in dirty(&channels) {
-            core.sync_through(core.last_seq.load(Ordering::Acquire))?;
+        for core in self.channel_list() {
+            if core.log.last_seq() > core.log.durable_seq() {
+                match core.log.sync() {
+                    Err(Error::ChannelDeleted { .. }) => {}
+                    other => other?,
+                }
+            }
         }
         if self.subs.is_dirty() {
             self.subs.sync()?;
@@ -413,6 +427,8 @@ impl StoreShared {
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
+        // First: no write starts from now on.
+        self.env.stop_writes();
         if let Some(compactor) = self.compactor.lock().take() {
             compactor.stop(self);
         }
@@ -421,21 +437,15 @@ impl StoreShared {
         }
         if let Some(prefaulter) = self.prefaulter.lock().take() {
             if prefaulter.stop() {
-                self.env.fail(Error::io(
-                    "prefault thread",
-                    "spool-prefault",
-                    std::io::Error::other("the prefault thread panicked"),
-                ));
+                self.env.fail_panicked(crate::prefault::THREAD);
             }
         }
-        let channels: Vec<_> = self.channels.read().values().cloned().collect();
-        let mut result = match self.env.failure() {
-            Some(cause) => Err(Error::Failed { cause }),
-            None => Ok(()),
-        };
+        let channels = self.channel_list();
+        let mut result = self.env.check_failed();
         if result.is_ok() {
+            // Each log drains its writer, syncs, then marks itself clean.
             for core in &channels {
-                if let Err(e) = core.sync_for_close() {
+                if let Err(e) = core.log.close() {
                     result = Err(e);
                     break;
                 }
@@ -444,13 +454,8 @@ impl StoreShared {
         if result.is_ok() {
             result = self.subs.sync();
         }
-        self.env.mark_closed();
         for core in &channels {
-            core.arrivals.wake();
-        }
-        // Writers finish their copy before the lock goes.
-        for core in &channels {
-            drop(core.writer.lock());
+            core.log.arrivals.wake();
         }
         self.lock.lock().take();
         result

@@ -1,8 +1,35 @@
-//! The segment header: a fixed part written once at creation and two
-//! alternating 32-byte slots that record how far the segment is known to be
-//! durable (and whether it is sealed). See docs/format.md.
+//! The segment file: its name, and its header: a fixed part written once
+//! at creation and two alternating 32-byte slots that record how far the
+//! segment is known to be durable (and whether it is sealed). See
+//! docs/format.md.
 
 use crate::codec::{u32_at, u64_at};
+
+/// File name of the segment whose first seq is `base`.
+pub(crate) fn segment_file_name(base: u64) -> String {
+    format!("{base:020}.seg")
+}
+
+/// File name of that segment's index.
+pub(crate) fn index_file_name(base: u64) -> String {
+    format!("{base:020}.idx")
+}
+
+/// Parses `<20 digits>.seg`.
+pub(crate) fn parse_segment_name(name: &str) -> Option<u64> {
+    parse_base(name.strip_suffix(".seg")?)
+}
+
+/// Parses `<20 digits>.idx`.
+pub(crate) fn parse_index_name(name: &str) -> Option<u64> {
+    parse_base(name.strip_suffix(".idx")?)
+}
+
+fn parse_base(digits: &str) -> Option<u64> {
+    (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok())
+        .flatten()
+}
 
 /// Magic at the start of every segment.
 pub(crate) const SEGMENT_MAGIC: &[u8; 8] = b"SPOOLSEG";
@@ -10,8 +37,10 @@ pub(crate) const SEGMENT_MAGIC: &[u8; 8] = b"SPOOLSEG";
 pub(crate) const SEGMENT_VERSION: u16 = 1;
 /// Bytes before the first record.
 pub const SEGMENT_HEADER_LEN: usize = 128;
-const FIXED_LEN: usize = 64;
-const SLOT_LEN: usize = 32;
+/// Bytes of the fixed part of the header.
+pub(crate) const FIXED_LEN: usize = 64;
+/// Bytes of one slot.
+pub(crate) const SLOT_LEN: usize = 32;
 /// Offsets of the two slots.
 pub(crate) const SLOT_OFFSETS: [usize; 2] = [FIXED_LEN, FIXED_LEN + SLOT_LEN];
 const FLAG_SEALED: u32 = 1;
@@ -163,6 +192,17 @@ impl Slot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn segment_names() {
+        assert_eq!(segment_file_name(1), "00000000000000000001.seg");
+        assert_eq!(parse_segment_name("00000000000000000001.seg"), Some(1));
+        assert_eq!(parse_index_name("00000000000000000007.idx"), Some(7));
+        assert_eq!(parse_segment_name("1.seg"), None);
+        assert_eq!(parse_segment_name("0000000000000000000x.seg"), None);
+        assert_eq!(parse_segment_name("00000000000000000001.seg.tmp"), None);
+        assert_eq!(parse_segment_name("99999999999999999999.seg"), None, "overflows u64");
+    }
 
     #[test]
     fn fixed_header_round_trip_and_damage() {

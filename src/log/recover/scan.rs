@@ -1,16 +1,15 @@
 //! Walking a segment's records at open: validation, index building,
 //! repair of damaged spans, and zeroing of a torn tail.
 
-use super::{io_err, ChannelRecovery, LostRange};
-
 use crate::env::Env;
-use crate::error::{Error, Result};
+use crate::error::{Error, IoOp, Result};
+use crate::format::frame::{encode_hole, FrameCursor, FrameKind, SegmentBytes, FRAME_HEADER_LEN};
+use crate::format::segment::{Slot, SEGMENT_HEADER_LEN};
 use crate::index::{Coverage, IndexEntry};
 use crate::mmap::RecordsToken;
 use crate::options::RecoveryMode;
-use crate::record::{encode_hole, FrameHeader, FrameKind, FRAME_HEADER_LEN};
-use crate::segment::{Segment, Slot, SEGMENT_HEADER_LEN};
-use crate::writer::needs_index_entry;
+use crate::report::{ChannelRecovery, LostRange};
+use crate::segment::Segment;
 
 /// Result of scanning a segment's records.
 pub(super) struct Scan {
@@ -22,27 +21,17 @@ pub(super) struct Scan {
     pub(super) stopped: Option<(usize, String)>,
 }
 
-/// Validates the frame at `offset` through the writer's token.
-pub(super) fn validate_at(
-    seg: &Segment,
-    records: &RecordsToken,
-    offset: usize,
-    expected: u64,
-    limit: usize,
-    at_least: bool,
-) -> std::result::Result<FrameHeader, String> {
+/// The records zone of a segment as the writer's token sees it (published
+/// or not), up to `limit`.
+pub(super) fn records_view<'a>(seg: &Segment, records: &'a RecordsToken, limit: usize) -> Result<SegmentBytes<'a>> {
+    let len = limit.min(seg.region.len()).saturating_sub(SEGMENT_HEADER_LEN);
     let bytes = records
-        .read(offset, FRAME_HEADER_LEN)
-        .map_err(|_| "record header runs past the end of the file".to_string())?;
-    let header = FrameHeader::parse(bytes).ok_or("short record header")?;
-    header.check_shape(limit.saturating_sub(offset), expected, at_least)?;
-    let payload = records
-        .read(offset + FRAME_HEADER_LEN, header.payload_len())
-        .map_err(|_| "payload runs past the end of the file".to_string())?;
-    if !header.crc_matches(seg.seed, payload) {
-        return Err(format!("checksum mismatch in record {}", header.seq));
-    }
-    Ok(header)
+        .read(SEGMENT_HEADER_LEN, len)
+        .map_err(Error::io_at(IoOp::Read, &seg.path))?;
+    Ok(SegmentBytes {
+        base: SEGMENT_HEADER_LEN,
+        bytes,
+    })
 }
 
 /// Where a scan starts: the first record, or the end an index file covers.
@@ -63,9 +52,15 @@ impl ScanStart {
     }
 }
 
-/// Scans records from `start`, extending the segment's index. Damage below
-/// `durable.durable_end` is `Corrupt` (strict) or replaced by a hole
-/// (repair); the first invalid frame above it ends the scan.
+/// Whether a record at `offset` gets an index entry.
+#[inline]
+pub(crate) fn needs_index_entry(last_indexed: Option<usize>, offset: usize, interval: usize) -> bool {
+    last_indexed.is_none_or(|last| offset >= last + interval)
+}
+
+/// Scans records from `start` up to `limit`, extending the segment's index.
+/// Damage below `durable.durable_end` is `Corrupt` (strict) or replaced by a
+/// hole (repair); the first invalid frame above it ends the scan.
 pub(super) fn scan(
     env: &Env,
     seg: &Segment,
@@ -78,84 +73,76 @@ pub(super) fn scan(
     let interval = env.opts.get_index_interval() as usize;
     let repair = env.opts.get_recovery_mode() == RecoveryMode::Repair;
     let durable_end = usize::try_from(durable.durable_end).unwrap_or(usize::MAX);
-    let ScanStart {
-        mut offset,
-        mut expected,
-        mut last_timestamp,
-    } = start;
+    let mut cursor = FrameCursor::new(seg.seed, start.offset, start.expected);
+    let mut last_timestamp = start.last_timestamp;
     let mut last_indexed = seg.index.last().map(|e| e.offset);
     let mut stopped = None;
-    while offset < limit {
-        match validate_at(seg, records, offset, expected, limit, false) {
-            Ok(h) => {
+    while cursor.offset < limit {
+        let view = records_view(seg, records, limit)?;
+        match cursor.step(view, true) {
+            Ok(frame) => {
+                let h = frame.header;
                 if h.kind() == FrameKind::Message {
-                    if needs_index_entry(last_indexed, offset, interval) {
+                    if needs_index_entry(last_indexed, frame.offset, interval) {
                         seg.index.push(IndexEntry {
                             seq: h.seq,
-                            offset,
+                            offset: frame.offset,
                             timestamp: h.timestamp,
                         });
-                        last_indexed = Some(offset);
+                        last_indexed = Some(frame.offset);
                     }
                     last_timestamp = h.timestamp;
                 }
-                expected = h.next_seq();
-                offset += h.frame_len();
             }
-            Err(reason) if offset < durable_end => {
+            Err(e) if cursor.offset < durable_end => {
                 if !repair {
-                    return Err(Error::corrupt(&seg.path, offset as u64, reason));
+                    return Err(Error::corrupt(&seg.path, e.offset as u64, e.reason));
                 }
-                let (resume, resume_seq) = repair_span(seg, records, offset, expected, limit, durable, &reason)?;
+                let (resume, resume_seq) = repair_span(seg, records, cursor, limit, durable, &e.reason)?;
                 report.lost.push(LostRange {
-                    first: expected,
+                    first: cursor.expected,
                     last: resume_seq - 1,
                     path: seg.path.clone(),
-                    offset: offset as u64,
+                    offset: cursor.offset as u64,
                 });
-                offset = resume;
-                expected = resume_seq;
+                cursor = FrameCursor::new(seg.seed, resume, resume_seq);
             }
-            Err(reason) => {
-                stopped = Some((offset, reason));
+            Err(e) => {
+                stopped = Some((e.offset, e.reason));
                 break;
             }
         }
     }
     Ok(Scan {
         start: start.offset,
-        end: offset,
-        next_seq: expected,
+        end: cursor.offset,
+        next_seq: cursor.expected,
         last_timestamp,
         stopped,
     })
 }
 
-/// Replaces the damaged span starting at `offset` with a hole frame up to
-/// the next valid record (or the durable end); returns where to resume.
+/// Replaces the damaged span at `at` with a hole frame up to the next valid
+/// record (or the durable end); returns where to resume and its seq.
 pub(super) fn repair_span(
     seg: &Segment,
     records: &mut RecordsToken,
-    offset: usize,
-    expected: u64,
+    at: FrameCursor,
     limit: usize,
     durable: &Slot,
     reason: &str,
 ) -> Result<(usize, u64)> {
     let durable_end = usize::try_from(durable.durable_end).unwrap_or(usize::MAX);
-    let mut resume = None;
-    let mut candidate = offset + FRAME_HEADER_LEN;
-    while candidate + FRAME_HEADER_LEN <= limit {
-        if let Ok(h) = validate_at(seg, records, candidate, expected.saturating_add(1), limit, true) {
-            if h.seq < durable.next_seq || candidate >= durable_end {
-                resume = Some((candidate, h.seq));
-                break;
-            }
-        }
-        candidate += 8;
-    }
-    let (resume, resume_seq) = match resume {
-        Some(r) => r,
+    let offset = at.offset;
+    let expected = at.expected;
+    // A hole needs room for its own header.
+    let search = FrameCursor::new(seg.seed, offset + FRAME_HEADER_LEN, expected.saturating_add(1));
+    let view = records_view(seg, records, limit)?;
+    let found = search
+        .resync(view, expected.saturating_add(1), u64::MAX)
+        .filter(|f| f.header.seq < durable.next_seq || f.offset >= durable_end);
+    let (resume, resume_seq) = match found {
+        Some(f) => (f.offset, f.header.seq),
         None if durable.next_seq > expected && durable_end > offset => (durable_end, durable.next_seq),
         None => {
             return Err(Error::corrupt(
@@ -173,11 +160,11 @@ pub(super) fn repair_span(
             format!("{reason}; damaged span of {span} bytes cannot hold a hole marker"),
         )
     })?;
-    let io = io_err("write hole marker", &seg.path);
-    records.zero(offset, span).map_err(io)?;
+    let io = Error::io_at(IoOp::WriteRecords, &seg.path);
     records
-        .write(offset, &hole)
-        .map_err(io_err("write hole marker", &seg.path))?;
+        .zero(offset, span)
+        .and_then(|()| records.write(offset, &hole))
+        .map_err(io)?;
     Ok((resume, resume_seq))
 }
 
@@ -190,16 +177,15 @@ pub(super) fn zero_stale_tail(seg: &Segment, records: &mut RecordsToken, from: u
     let mut offset = from;
     let mut zeroed_to = None;
     while offset < len {
-        let end = ((offset / CHUNK) + 1) * CHUNK;
-        let end = end.min(len);
+        let end = (((offset / CHUNK) + 1) * CHUNK).min(len);
         let dirty = records
             .read(offset, end - offset)
             .map(|b| b.iter().any(|&x| x != 0))
-            .map_err(io_err("read segment tail", &seg.path))?;
+            .map_err(Error::io_at(IoOp::Read, &seg.path))?;
         if dirty {
             records
                 .zero(offset, end - offset)
-                .map_err(io_err("zero segment tail", &seg.path))?;
+                .map_err(Error::io_at(IoOp::WriteRecords, &seg.path))?;
             zeroed_to = Some(end);
         }
         offset = end;
@@ -207,7 +193,7 @@ pub(super) fn zero_stale_tail(seg: &Segment, records: &mut RecordsToken, from: u
     if let Some(end) = zeroed_to {
         seg.region
             .sync(from..end)
-            .map_err(io_err("sync segment tail", &seg.path))?;
+            .map_err(Error::io_at(IoOp::SyncMapping, &seg.path))?;
     }
     Ok(zeroed_to.is_some())
 }
@@ -215,18 +201,17 @@ pub(super) fn zero_stale_tail(seg: &Segment, records: &mut RecordsToken, from: u
 /// Whether valid frames lead from the index's last entry (or the first
 /// record) exactly to `cov.end`, where `cov.next_seq` is due.
 pub(super) fn chains_to(seg: &Segment, records: &RecordsToken, cov: Coverage) -> bool {
-    let (mut offset, mut expected) = match seg.index.last() {
-        Some(e) => (e.offset, e.seq),
-        None => (SEGMENT_HEADER_LEN, seg.base),
+    let mut cursor = match seg.index.last() {
+        Some(e) => FrameCursor::new(seg.seed, e.offset, e.seq),
+        None => FrameCursor::new(seg.seed, SEGMENT_HEADER_LEN, seg.base),
     };
-    while offset < cov.end {
-        match validate_at(seg, records, offset, expected, cov.end, false) {
-            Ok(h) => {
-                offset += h.frame_len();
-                expected = h.next_seq();
-            }
-            Err(_) => return false,
+    let Ok(view) = records_view(seg, records, cov.end) else {
+        return false;
+    };
+    while cursor.offset < cov.end {
+        if cursor.step(view, true).is_err() {
+            return false;
         }
     }
-    offset == cov.end && expected == cov.next_seq
+    cursor.offset == cov.end && cursor.expected == cov.next_seq
 }

@@ -147,21 +147,16 @@ impl FrameHeader {
     }
 
     /// Checks everything but the CRC: the frame fits in `room` bytes and
-    /// carries `expected` (any seq >= `expected` when `at_least`).
+    /// carries `expected` (never 0); a hole's range is not reversed.
     #[inline]
-    pub(crate) fn check_shape(&self, room: usize, expected: u64, at_least: bool) -> Result<(), String> {
+    pub(crate) fn check_shape(&self, room: usize, expected: u64) -> Result<(), String> {
         if self.frame_len() > room {
             return Err(format!(
                 "frame length {} runs past the end of the segment ({room} bytes left)",
                 self.frame_len()
             ));
         }
-        let seq_ok = if at_least {
-            self.seq >= expected
-        } else {
-            self.seq == expected
-        };
-        if self.seq == 0 || !seq_ok {
+        if self.seq == 0 || self.seq != expected {
             return Err(format!("sequence {} where {expected} was expected", self.seq));
         }
         if self.kind() == FrameKind::Hole && self.timestamp < self.seq {
@@ -177,6 +172,136 @@ impl FrameHeader {
     }
 }
 
+/// Bytes of a segment seen from offset `base` on: the whole file (base 0),
+/// its records zone, or the published part of it. Offsets given to `get`
+/// are offsets in the file.
+#[derive(Clone, Copy)]
+pub(crate) struct SegmentBytes<'a> {
+    pub base: usize,
+    pub bytes: &'a [u8],
+}
+
+impl<'a> SegmentBytes<'a> {
+    /// `len` bytes at file offset `off`, if all of them are in view.
+    #[inline]
+    pub(crate) fn get(&self, off: usize, len: usize) -> Option<&'a [u8]> {
+        let start = off.checked_sub(self.base)?;
+        self.bytes.get(start..start.checked_add(len)?)
+    }
+
+    /// File offset of the end of the view.
+    #[inline]
+    pub(crate) fn end(&self) -> usize {
+        self.base + self.bytes.len()
+    }
+}
+
+/// A frame that validated, with where it starts.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Frame {
+    pub offset: usize,
+    pub header: FrameHeader,
+}
+
+impl Frame {
+    /// File offset just past the frame.
+    #[inline]
+    pub(crate) fn end(&self) -> usize {
+        self.offset + self.header.frame_len()
+    }
+}
+
+/// Why a frame did not validate, and where.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct FrameError {
+    pub offset: usize,
+    pub reason: String,
+}
+
+/// The one walk over record frames, used by recovery, verify and lookups:
+/// where the next frame must start, which seq it must carry, and with
+/// which seed its CRC was computed. Every step checks the frame's shape
+/// (length inside the view, expected seq, hole bounds); the CRC is checked
+/// when the caller asks for it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FrameCursor {
+    pub offset: usize,
+    pub expected: u64,
+    seed: u32,
+}
+
+impl FrameCursor {
+    /// A walk starting at `offset`, where a frame carrying `expected` must be.
+    pub(crate) fn new(seed: u32, offset: usize, expected: u64) -> FrameCursor {
+        FrameCursor { offset, expected, seed }
+    }
+
+    /// Validates the frame at the cursor within `view` (whose end is the end
+    /// of what may be read) and moves past it. `crc`: also check the
+    /// checksum. On error the cursor does not move.
+    #[inline]
+    pub(crate) fn step(&mut self, view: SegmentBytes<'_>, crc: bool) -> Result<Frame, FrameError> {
+        let frame = self.peek(view, crc)?;
+        self.offset = frame.end();
+        self.expected = frame.header.next_seq();
+        Ok(frame)
+    }
+
+    /// As `step`, without moving.
+    #[inline]
+    pub(crate) fn peek(&self, view: SegmentBytes<'_>, crc: bool) -> Result<Frame, FrameError> {
+        let fail = |reason: String| FrameError {
+            offset: self.offset,
+            reason,
+        };
+        let header = view
+            .get(self.offset, FRAME_HEADER_LEN)
+            .and_then(FrameHeader::parse)
+            .ok_or_else(|| fail(format!("record header runs past the end ({})", view.end())))?;
+        header
+            .check_shape(view.end().saturating_sub(self.offset), self.expected)
+            .map_err(fail)?;
+        if crc {
+            let payload = view
+                .get(self.offset + FRAME_HEADER_LEN, header.payload_len())
+                .ok_or_else(|| fail("payload runs past the end".into()))?;
+            if !header.crc_matches(self.seed, payload) {
+                return Err(fail(format!("checksum mismatch in record {}", header.seq)));
+            }
+        }
+        Ok(Frame {
+            offset: self.offset,
+            header,
+        })
+    }
+
+    /// The first frame at or after the cursor (8-byte steps) that validates,
+    /// CRC included, and carries a seq of at least `min_seq` and at most
+    /// `max_seq`: where a repair resumes after damage. The cursor is not
+    /// moved.
+    pub(crate) fn resync(&self, view: SegmentBytes<'_>, min_seq: u64, max_seq: u64) -> Option<Frame> {
+        let mut at = self.offset;
+        while at + FRAME_HEADER_LEN <= view.end() {
+            let probe = FrameCursor::new(self.seed, at, 0);
+            if let Some(h) = view.get(at, FRAME_HEADER_LEN).and_then(FrameHeader::parse) {
+                let in_range = h.seq >= min_seq.max(1) && h.seq <= max_seq;
+                if in_range {
+                    let found = FrameCursor {
+                        expected: h.seq,
+                        ..probe
+                    }
+                    .peek(view, true);
+                    if let Ok(frame) = found {
+                        return Some(frame);
+                    }
+                }
+            }
+            at += 8;
+        }
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,7 +310,7 @@ mod tests {
         let Some(h) = FrameHeader::parse(frame) else {
             return false;
         };
-        if h.check_shape(frame.len(), expected, false).is_err() {
+        if h.check_shape(frame.len(), expected).is_err() {
             return false;
         }
         let payload = &frame[FRAME_HEADER_LEN..FRAME_HEADER_LEN + h.payload_len()];

@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::log::{self, LogRecord, Position, SubKind, LOG_FILE, LOG_HEADER_LEN};
 use crate::env::Env;
 use crate::error::{Error, Result};
+use crate::format::sublog::{self as log, LogRecord, Position, SubKind, LOG_FILE, LOG_HEADER_LEN};
+use crate::group_commit::GroupCommit;
 use crate::options::SyncPolicy;
 use crate::storage::LogFile;
 
@@ -34,8 +35,6 @@ struct LogState {
     len: u64,
     /// Records appended so far (numbering for group commit).
     appended: u64,
-    /// Records made durable by a compaction (the rewrite is synced).
-    compacted_through: u64,
     /// Compact inline when the file reaches this size.
     compact_at: u64,
     /// Size right after the last rewrite (or at open).
@@ -54,8 +53,9 @@ pub(crate) struct Subscriptions {
     env: Arc<Env>,
     path: PathBuf,
     log: Mutex<LogState>,
-    /// Records known durable (group commit of the log).
-    synced: Mutex<u64>,
+    /// Syncs of the log; its tickets are record numbers.
+    commit: GroupCommit,
+    /// Records were appended since the last sync started.
     dirty: AtomicBool,
     durable: Mutex<HashMap<SubKey, Durable>>,
     in_use: Mutex<HashSet<SubKey>>,
@@ -112,11 +112,10 @@ impl Subscriptions {
                 file,
                 len,
                 appended: 0,
-                compacted_through: 0,
                 compact_at: compaction_threshold(len),
                 compacted_len: len,
             }),
-            synced: Mutex::new(0),
+            commit: GroupCommit::new(0),
             dirty: AtomicBool::new(false),
             durable: Mutex::new(durable),
             in_use: Mutex::new(HashSet::new()),
@@ -215,24 +214,20 @@ impl Subscriptions {
     }
 
     /// Group commit: the first caller syncs for everyone whose record was
-    /// appended before the sync started; the others wait on `synced`.
-    /// Lock order: `synced`, then `log`.
+    /// appended before the sync started; the others wait for it. Appends go
+    /// on during the sync (the log's lock is not held across it).
     fn sync_through(&self, number: u64) -> Result<()> {
-        let mut synced = self.synced.lock();
-        self.env.check_writable()?;
-        if *synced >= number {
-            return Ok(());
-        }
-        let log = self.log.lock();
-        if log.compacted_through >= number {
-            *synced = log.compacted_through;
-            return Ok(());
-        }
-        self.dirty.store(false, Ordering::Release);
-        let target = log.appended;
-        log.file.sync().map_err(|e| self.env.fail(e))?;
-        *synced = target;
-        Ok(())
+        self.env.check_failed()?;
+        self.commit.sync_through(number, || {
+            self.env.check_failed()?;
+            let (file, target) = {
+                let log = self.log.lock();
+                self.dirty.store(false, Ordering::Release);
+                (log.file.clone(), log.appended)
+            };
+            file.sync().map_err(|e| self.env.fail(e))?;
+            Ok(target)
+        })
     }
 
     /// The compaction thread's check: rewrites the log once it has doubled
@@ -283,7 +278,7 @@ impl Subscriptions {
         log.compact_at = compaction_threshold(log.len);
         log.compacted_len = log.len;
         // Everything in the new file is durable.
-        log.compacted_through = log.appended;
+        self.commit.mark_durable(log.appended);
         Ok(())
     }
 

@@ -1,23 +1,18 @@
 //! Durable subscribers: a named position on a channel, committed together
 //! with the subscriber's own state in one atomic step.
 
-pub(crate) mod log;
-mod registry;
-
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, MutexGuard};
 
+use super::ChannelCore;
 use crate::catalog::validate_name;
-use crate::channel::ChannelCore;
 use crate::error::{Error, Result};
+use crate::format::sublog::{Position, SubKind};
+use crate::log::Messages;
 use crate::message::Message;
-use crate::reader::Messages;
-
-pub(crate) use log::{Position, SubKind};
-pub(crate) use registry::{Durable, InUse, SubKey, Subscriptions};
+use crate::subscriptions::{Durable, InUse, SubKey, Subscriptions};
 
 /// Where a subscriber starts the first time it is created. Afterwards it
 /// always resumes after its committed position.
@@ -42,18 +37,19 @@ pub enum StartAt {
 
 /// Resolves a start position to the first seq to deliver.
 pub(crate) fn start_seq(core: &ChannelCore, start: StartAt) -> Result<u64> {
-    let first = core.first_seq.load(Ordering::Acquire);
-    let last = core.last_seq.load(Ordering::Acquire);
-    let by_time = |ts: u64| -> Result<u64> { Ok(core.seq_at_or_after(ts)?.unwrap_or(last + 1)) };
+    let first = core.log.first_seq();
+    let last = core.log.last_seq();
+    let by_time = |ts: u64| -> Result<u64> { Ok(core.log.seq_at_or_after(ts)?.unwrap_or(last + 1)) };
     Ok(match start {
         StartAt::First => first,
         StartAt::Last => last.max(first),
         StartAt::New => last + 1,
-        StartAt::Seq(s) if s > last + 1 => return Err(core.out_of_range(s)),
+        StartAt::Seq(s) if s > last + 1 => return Err(core.log.out_of_range(s)),
         StartAt::Seq(s) => s.max(first),
         StartAt::Time(ts) => by_time(ts)?,
         StartAt::Ago(d) => by_time(
-            core.env
+            core.log
+                .env()
                 .opts
                 .now_ns()
                 .saturating_sub(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
@@ -99,7 +95,7 @@ impl std::fmt::Debug for Subscriber {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let st = self.st.lock();
         f.debug_struct("Subscriber")
-            .field("channel", &self.core.name)
+            .field("channel", &self.core.name())
             .field("name", &self.name)
             .field("committed", &st.committed)
             .field("next", &st.next)
@@ -114,9 +110,9 @@ pub(crate) fn check_new(core: &ChannelCore, name: &str) -> Result<()> {
     let Some(max) = core.limits().max_subscribers else {
         return Ok(());
     };
-    if core.subs.count_for(core.id) >= max {
+    if core.subs.count_for(core.id()) >= max {
         return Err(Error::TooManySubscribers {
-            channel: core.name.clone(),
+            channel: core.name().to_string(),
             max,
         });
     }
@@ -126,9 +122,9 @@ pub(crate) fn check_new(core: &ChannelCore, name: &str) -> Result<()> {
 impl Subscriber {
     pub(crate) fn open(core: Arc<ChannelCore>, name: &str, start: StartAt) -> Result<Subscriber> {
         validate_name(name)?;
-        core.check_live()?;
-        let key: SubKey = (core.id, name.to_string());
-        let attached = core.subs.attach(key.clone(), &core.name)?;
+        core.log.check_live()?;
+        let key: SubKey = (core.id(), name.to_string());
+        let attached = core.subs.attach(key.clone(), core.name())?;
         let durable = match core.subs.get(&key) {
             Some(d) if d.kind == SubKind::Plain => d,
             Some(_) => {
@@ -143,7 +139,7 @@ impl Subscriber {
                 let state: Arc<[u8]> = Arc::from(&[][..]);
                 core.subs.commit(
                     vec![Position {
-                        channel_id: core.id,
+                        channel_id: core.id(),
                         name: name.to_string(),
                         kind: SubKind::Plain,
                         position,
@@ -196,7 +192,7 @@ impl Subscriber {
     }
 
     fn live(&self) -> Result<MutexGuard<'_, SubState>> {
-        self.core.check_live()?;
+        self.core.log.check_live()?;
         Ok(self.st.lock())
     }
 
@@ -208,7 +204,7 @@ impl Subscriber {
 
     fn next_message(&self, st: &mut SubState) -> Result<Option<Message>> {
         loop {
-            let first = self.core.first_seq.load(Ordering::Acquire);
+            let first = self.core.log.first_seq();
             if st.next < first {
                 st.missed += first - st.next;
                 st.next = first;
@@ -216,7 +212,7 @@ impl Subscriber {
             }
             let positioned = st.cursor.as_ref().is_some_and(|c| c.next_seq() == st.next);
             if !positioned {
-                st.cursor = Some(Messages::new(Arc::clone(&self.core), st.next));
+                st.cursor = Some(Messages::new(Arc::clone(&self.core.log), st.next));
             }
             let Some(cursor) = st.cursor.as_mut() else {
                 return Ok(None);
@@ -296,7 +292,7 @@ impl Subscriber {
     pub fn commit(&self, seq: u64, state: &[u8]) -> Result<()> {
         let mut st = self.live()?;
         let entry = self.check_commit(&st, seq, state.len())?;
-        self.core.sync_through(seq)?;
+        self.core.log.sync_through(seq)?;
         let state: Arc<[u8]> = Arc::from(state);
         self.core.subs.commit(vec![entry], Arc::clone(&state))?;
         Self::committed_now(&mut st, seq, state);
@@ -305,11 +301,11 @@ impl Subscriber {
     }
 
     fn check_commit(&self, st: &SubState, seq: u64, state_len: usize) -> Result<Position> {
-        let max = self.core.env.opts.get_max_state();
+        let max = self.core.log.env().opts.get_max_state();
         if state_len > max {
             return Err(Error::StateTooLarge { len: state_len, max });
         }
-        let last = self.core.last_seq.load(Ordering::Acquire);
+        let last = self.core.log.last_seq();
         if seq > last {
             return Err(Error::CommitBeyondEnd { requested: seq, last });
         }
@@ -320,7 +316,7 @@ impl Subscriber {
             });
         }
         Ok(Position {
-            channel_id: self.core.id,
+            channel_id: self.core.id(),
             name: self.name.clone(),
             kind: SubKind::Plain,
             position: seq,
@@ -345,47 +341,44 @@ impl Subscriber {
     /// subscribing with the same name starts afresh.
     pub fn unsubscribe(self) -> Result<()> {
         let _st = self.live()?;
-        self.core.subs.remove(&(self.core.id, self.name.clone()))
+        self.core.subs.remove(&(self.core.id(), self.name.clone()))
     }
 }
 
 /// Blocks until the channel holds `seq` (after a short spin), a wake-up or
 /// the deadline; false on timeout.
 pub(crate) fn wait_for_seq(core: &ChannelCore, seq: u64, deadline: Option<Instant>) -> bool {
-    let ready = || {
-        core.last_seq.load(Ordering::Acquire) >= seq
-            || core.deleted.load(Ordering::Acquire)
-            || core.env.check_writable().is_err()
-    };
+    let log = &core.log;
+    let ready = || log.last_seq() >= seq || log.check_live().is_err();
     for _ in 0..SPIN_BEFORE_BLOCKING {
         if ready() {
             return true;
         }
         std::hint::spin_loop();
     }
-    core.arrivals.wait_until(ready, deadline)
+    log.arrivals.wait_until(ready, deadline)
 }
 
-/// Commits several subscribers (on one or several channels) and one state
-/// blob in one atomic step; see [`Store::commit_all`](crate::Store::commit_all).
-pub(crate) fn commit_all(subs: &[(&Subscriber, u64)], state: &[u8]) -> Result<()> {
-    let Some((first, _)) = subs.first() else {
+/// Commits several subscribers (on one or several channels of the store
+/// whose registry is `registry`) and one state blob in one atomic step; see
+/// [`Store::commit_all`](crate::Store::commit_all).
+pub(crate) fn commit_all(registry: &Arc<Subscriptions>, subs: &[(&Subscriber, u64)], state: &[u8]) -> Result<()> {
+    if subs.is_empty() {
         return Ok(());
-    };
-    let registry = Arc::clone(&first.core.subs);
+    }
     // Lock in a fixed order so concurrent commit_all calls cannot deadlock.
     let mut order: Vec<usize> = (0..subs.len()).collect();
-    order.sort_by_key(|&i| (subs[i].0.core.id, subs[i].0.name.as_str()));
+    order.sort_by_key(|&i| (subs[i].0.core.id(), subs[i].0.name.as_str()));
     if order.windows(2).any(|w| std::ptr::eq(subs[w[0]].0, subs[w[1]].0)) {
         return Err(Error::invalid_option("commit_all", "a subscriber appears twice"));
     }
     let mut guards = Vec::with_capacity(subs.len());
     for &i in &order {
         let (sub, _) = subs[i];
-        if !Arc::ptr_eq(&sub.core.subs, &registry) {
+        if !Arc::ptr_eq(&sub.core.subs, registry) {
             return Err(Error::invalid_option(
                 "commit_all",
-                "subscribers belong to different stores",
+                "a subscriber belongs to another store",
             ));
         }
         guards.push((i, sub.live()?));
@@ -397,7 +390,7 @@ pub(crate) fn commit_all(subs: &[(&Subscriber, u64)], state: &[u8]) -> Result<()
     }
     for (i, _) in &guards {
         let (sub, seq) = subs[*i];
-        sub.core.sync_through(seq)?;
+        sub.core.log.sync_through(seq)?;
     }
     let state: Arc<[u8]> = Arc::from(state);
     registry.commit(entries, Arc::clone(&state))?;

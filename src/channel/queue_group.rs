@@ -3,16 +3,17 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Deref;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::channel::ChannelCore;
+use super::subscriber::{check_new, start_seq, wait_for_seq, StartAt};
+use super::ChannelCore;
 use crate::error::{Error, Result};
+use crate::format::sublog::{Position, SubKind};
 use crate::message::Message;
-use crate::subscriber::{check_new, start_seq, wait_for_seq, InUse, Position, StartAt, SubKey, SubKind};
+use crate::subscriptions::{InUse, SubKey};
 
 /// Per-group settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -179,7 +180,7 @@ impl std::fmt::Debug for QueueMember {
 impl QueueMember {
     pub(crate) fn join(core: Arc<ChannelCore>, name: &str, start: StartAt, opts: QueueOptions) -> Result<QueueMember> {
         opts.validate()?;
-        core.check_live()?;
+        core.log.check_live()?;
         let group = {
             let mut table = core.groups.lock();
             match table.get(name).and_then(Weak::upgrade) {
@@ -213,7 +214,7 @@ impl QueueMember {
 
     /// The next message for this member, without blocking.
     pub fn try_recv(&self) -> Result<Option<Delivery>> {
-        self.group.core.check_live()?;
+        self.group.core.log.check_live()?;
         Ok(self.take(Instant::now())?.0)
     }
 
@@ -233,7 +234,7 @@ impl QueueMember {
 
     fn recv_until(&self, deadline: Option<Instant>) -> Result<Option<Delivery>> {
         loop {
-            self.group.core.check_live()?;
+            self.group.core.log.check_live()?;
             let (delivery, wait) = self.take(Instant::now())?;
             if delivery.is_some() {
                 return Ok(delivery);
@@ -258,7 +259,7 @@ impl QueueMember {
         let mut st = self.group.st.lock();
         // Retention removed what the group had not reached: skip it at once
         // (the new floor is persisted with the next ack).
-        let first = core.first_seq.load(Ordering::Acquire);
+        let first = core.log.first_seq();
         if st.floor + 1 < first {
             st.floor = first - 1;
             let floor = st.floor;
@@ -283,7 +284,7 @@ impl QueueMember {
             }
             let (seq, count) = if let Some((seq, count)) = st.redeliver.pop_first() {
                 (seq, count)
-            } else if st.next_new <= core.last_seq.load(Ordering::Acquire) {
+            } else if st.next_new <= core.log.last_seq() {
                 let seq = st.next_new;
                 st.next_new += 1;
                 if st.acked.contains(&seq) {
@@ -296,7 +297,7 @@ impl QueueMember {
             if seq <= st.floor {
                 continue;
             }
-            match core.get(seq) {
+            match core.log.get(seq) {
                 Ok(message) => {
                     core.touch();
                     let count = count + 1;
@@ -326,13 +327,13 @@ impl QueueMember {
     /// `Subscriber::commit`). `NotDelivered` otherwise.
     pub fn ack(&self, seq: u64) -> Result<()> {
         let core = &self.group.core;
-        core.check_live()?;
+        core.log.check_live()?;
         let mut st = self.group.st.lock();
         match st.in_flight.get(&seq) {
             Some(f) if f.member == self.id => {}
             _ => return Err(Error::NotDelivered { seq }),
         }
-        core.sync_through(seq)?;
+        core.log.sync_through(seq)?;
         let mut after = GroupState {
             acked: st.acked.clone(),
             in_flight: BTreeMap::new(),
@@ -342,7 +343,7 @@ impl QueueMember {
         };
         after.mark_acked(seq);
         let entry = Position {
-            channel_id: core.id,
+            channel_id: core.id(),
             name: self.group.name.clone(),
             kind: SubKind::Queue,
             position: after.floor,
@@ -354,7 +355,7 @@ impl QueueMember {
         st.mark_acked(seq);
         drop(st);
         core.touch();
-        core.arrivals.wake();
+        core.log.arrivals.wake();
         Ok(())
     }
 }
@@ -382,14 +383,14 @@ impl Drop for QueueMember {
         }
         st.load.remove(&self.id);
         drop(st);
-        self.group.core.arrivals.wake();
+        self.group.core.log.arrivals.wake();
     }
 }
 
 impl Group {
     fn open(core: Arc<ChannelCore>, name: &str, start: StartAt, opts: QueueOptions) -> Result<Group> {
-        let key: SubKey = (core.id, name.to_string());
-        let attached = core.subs.attach(key.clone(), &core.name)?;
+        let key: SubKey = (core.id(), name.to_string());
+        let attached = core.subs.attach(key.clone(), core.name())?;
         let (floor, acked) = match core.subs.get(&key) {
             Some(d) if d.kind == SubKind::Queue => {
                 let acked = d.acked_above.iter().flat_map(|&(a, b)| a..=b).collect();
@@ -406,7 +407,7 @@ impl Group {
                 let floor = start_seq(&core, start)? - 1;
                 core.subs.commit(
                     vec![Position {
-                        channel_id: core.id,
+                        channel_id: core.id(),
                         name: name.to_string(),
                         kind: SubKind::Queue,
                         position: floor,

@@ -1,0 +1,9 @@
+//! The on-disk formats, as pure encoders, decoders and walks over bytes (no
+//! I/O here): record frames, segment headers and names, subscribers-log
+//! records. docs/format.md documents every byte.
+
+pub(crate) mod frame;
+pub(crate) mod segment;
+pub(crate) mod sublog;
+
+pub use segment::SEGMENT_HEADER_LEN;

@@ -1,0 +1,265 @@
+//! A channel's log: its segments, its writer and the durability state of
+//! every segment, owned by one type and changed under one lock.
+//!
+//! Nothing outside this module touches segments, the writer or the
+//! durability marks in segment headers. The API is narrow: append, read
+//! (`get`, a cursor, time lookup), sync through a seq, close, trim the
+//! front (retention), segment summaries, verify, and `recover`, which
+//! builds a log from its directory.
+//!
+//! Concurrency: appends, rolls, syncs' slot writes, close and trims take
+//! `state` (one writer at a time, a short hold around the copy into the
+//! mapping). Readers take no lock of the log: they load the published
+//! length of a segment (Acquire, after the writer's Release store) and a
+//! snapshot of the segment list. A sync's msync runs without the lock.
+
+mod append;
+mod read;
+mod recover;
+mod state;
+mod sync;
+mod table;
+mod trim;
+mod verify;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::env::Env;
+use crate::error::{Error, Result};
+use crate::group_commit::GroupCommit;
+use crate::report::ChannelRecovery;
+use crate::wakeup::Arrivals;
+
+pub use read::Messages;
+pub(crate) use trim::TrimPlan;
+
+use state::{LogState, Phase};
+use table::SegmentTable;
+
+/// See the module docs.
+pub(crate) struct Log {
+    env: Arc<Env>,
+    id: u64,
+    name: String,
+    dir: PathBuf,
+    state: Mutex<LogState>,
+    table: SegmentTable,
+    /// First retained seq (moved by retention; also under `state`).
+    first_seq: AtomicU64,
+    /// Last published seq and its timestamp, for lock-free readers.
+    last_seq: AtomicU64,
+    last_timestamp: AtomicU64,
+    /// Mirrors `Phase::Deleted` for readers.
+    deleted: AtomicBool,
+    /// Syncs, and the durable seq.
+    commit: GroupCommit,
+    /// Blocked receivers, woken by appends.
+    pub(crate) arrivals: Arrivals,
+}
+
+impl Log {
+    /// A new, empty log (its directory exists): the first append creates
+    /// its first segment.
+    pub(crate) fn create(env: Arc<Env>, id: u64, name: &str, dir: PathBuf) -> Arc<Log> {
+        Arc::new(Log {
+            env,
+            id,
+            name: name.to_string(),
+            dir,
+            state: Mutex::new(LogState {
+                phase: Phase::Open,
+                next_seq: 1,
+                last_timestamp: 0,
+                active: None,
+            }),
+            table: SegmentTable::new(Vec::new()),
+            first_seq: AtomicU64::new(1),
+            last_seq: AtomicU64::new(0),
+            last_timestamp: AtomicU64::new(0),
+            deleted: AtomicBool::new(false),
+            commit: GroupCommit::new(0),
+            arrivals: Arrivals::default(),
+        })
+    }
+
+    /// Opens a log from its directory after a clean close or any crash
+    /// (see the `recover` module), with `first_seq` from the catalog.
+    pub(crate) fn recover(
+        env: Arc<Env>,
+        id: u64,
+        name: &str,
+        dir: PathBuf,
+        first_seq: u64,
+    ) -> Result<(Arc<Log>, ChannelRecovery)> {
+        let rec = recover::recover(&env, &dir, name, id, first_seq)?;
+        let last = rec.next_seq - 1;
+        let log = Arc::new(Log {
+            env,
+            id,
+            name: name.to_string(),
+            dir,
+            state: Mutex::new(LogState {
+                phase: Phase::Open,
+                next_seq: rec.next_seq,
+                last_timestamp: rec.last_timestamp,
+                active: rec.active,
+            }),
+            table: SegmentTable::new(rec.entries),
+            first_seq: AtomicU64::new(rec.first_seq),
+            last_seq: AtomicU64::new(last),
+            last_timestamp: AtomicU64::new(rec.last_timestamp),
+            deleted: AtomicBool::new(false),
+            // Recovery leaves everything it kept durable.
+            commit: GroupCommit::new(last),
+            arrivals: Arrivals::default(),
+        });
+        Ok((log, rec.report))
+    }
+
+    /// The channel incarnation's id.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The channel's name.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The channel's directory.
+    pub(crate) fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    pub(crate) fn env(&self) -> &Arc<Env> {
+        &self.env
+    }
+
+    /// First retained seq.
+    #[inline]
+    pub(crate) fn first_seq(&self) -> u64 {
+        self.first_seq.load(Ordering::Acquire)
+    }
+
+    /// Last published seq (`first_seq() - 1` when empty).
+    #[inline]
+    pub(crate) fn last_seq(&self) -> u64 {
+        self.last_seq.load(Ordering::Acquire)
+    }
+
+    /// Timestamp of the last published message (0 before the first).
+    #[inline]
+    pub(crate) fn last_timestamp(&self) -> u64 {
+        self.last_timestamp.load(Ordering::Acquire)
+    }
+
+    /// Every message up to this seq is durable.
+    #[inline]
+    pub(crate) fn durable_seq(&self) -> u64 {
+        self.commit.durable()
+    }
+
+    /// Segment files in the log.
+    pub(crate) fn segment_count(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Whether the channel was deleted.
+    #[inline]
+    pub(crate) fn is_deleted(&self) -> bool {
+        self.deleted.load(Ordering::Acquire)
+    }
+
+    fn deleted_error(&self) -> Error {
+        Error::ChannelDeleted {
+            name: self.name.clone(),
+            id: self.id,
+        }
+    }
+
+    /// Err when the log takes no more writes: store closed or failed,
+    /// channel deleted.
+    pub(crate) fn check_live(&self) -> Result<()> {
+        self.env.check_writable()?;
+        if self.is_deleted() {
+            return Err(self.deleted_error());
+        }
+        Ok(())
+    }
+
+    /// Err when reads must stop: the channel was deleted (a held `Message`
+    /// stays valid; new reads are refused) or the store closed.
+    #[inline]
+    pub(crate) fn check_readable(&self) -> Result<()> {
+        if self.is_deleted() {
+            return Err(self.deleted_error());
+        }
+        if self.env.is_closed() {
+            return Err(Error::Closed);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn out_of_range(&self, requested: u64) -> Error {
+        Error::OutOfRange {
+            requested,
+            first: self.first_seq(),
+            last: self.last_seq(),
+        }
+    }
+
+    /// Marks the log deleted: appends, syncs and reads return
+    /// `ChannelDeleted` from now on; blocked receivers are woken. Waits for
+    /// an append in progress.
+    pub(crate) fn mark_deleted(&self) {
+        let mut st = self.state.lock();
+        st.phase = Phase::Deleted;
+        self.deleted.store(true, Ordering::Release);
+        drop(st);
+        self.arrivals.wake();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::table::MAX_OPEN_SEALED;
+    use crate::{Options, Store, SyncPolicy};
+
+    #[test]
+    fn open_sealed_segments_are_bounded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let opts = Options::default().segment_size(4096).sync_policy(SyncPolicy::Never);
+        let payload = [7u8; 200];
+        {
+            let store = Store::open(dir.path(), opts.clone()).expect("open");
+            let ch = store.channel("c").expect("channel");
+            for _ in 0..2000 {
+                ch.publish(&payload).expect("publish");
+            }
+            assert!(ch.log().table.open_count() <= MAX_OPEN_SEALED + 1);
+            store.close().expect("close");
+        }
+        let store = Store::open(dir.path(), opts).expect("reopen");
+        let ch = store.channel("c").expect("channel");
+        let segments = ch.log().segment_count();
+        assert!(segments > 10 * MAX_OPEN_SEALED, "{segments} segments");
+        let first = ch.get(1).expect("first");
+        let mut n = 0;
+        for m in ch.read_from(1).expect("read") {
+            assert_eq!(m.expect("message").payload(), payload);
+            n += 1;
+            assert!(ch.log().table.open_count() <= MAX_OPEN_SEALED + 1);
+        }
+        assert_eq!(n, 2000);
+        // Random access reopens closed segments; held messages stay valid.
+        for seq in (1..=2000).rev().step_by(37) {
+            assert_eq!(ch.get(seq).expect("get").payload(), payload);
+        }
+        assert_eq!(first.payload(), payload, "a held message outlives eviction");
+        assert!(ch.log().table.open_count() <= MAX_OPEN_SEALED + 1);
+    }
+}

@@ -1,0 +1,153 @@
+//! Recovering the last segment of a channel, where the writer resumes.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::open::{load_index, open_rw, OpenedRw};
+use super::scan::{chains_to, scan, zero_stale_tail, Scan, ScanStart};
+use crate::env::Env;
+use crate::error::{Error, IoOp, Result};
+use crate::format::segment::Slot;
+use crate::index::SegmentIndex;
+use crate::mmap::RecordsToken;
+use crate::options::RecoveryMode;
+use crate::report::ChannelRecovery;
+use crate::segment::Segment;
+
+use super::super::state::Active;
+
+/// The last segment after recovery.
+pub(super) enum Last {
+    /// It takes appends: the writer resumes at its end.
+    Active {
+        active: Active,
+        next_seq: u64,
+        last_timestamp: u64,
+    },
+    /// It was sealed (the crash came between its seal and the creation of
+    /// the next one); the next append rolls.
+    Sealed(Slot),
+}
+
+/// Scans the last segment after the part its index file covers, so that
+/// open time follows the unindexed tail, not the segment size. Gives the
+/// segment back (with an empty index) when there is no usable index file
+/// or it does not fit the segment; the caller then scans everything.
+fn scan_after_index(
+    env: &Env,
+    channel_id: u64,
+    seg: Segment,
+    records: &mut RecordsToken,
+    durable: &Slot,
+) -> std::result::Result<(Segment, Scan), Segment> {
+    let Some((index, cov)) = load_index(env, &seg.path, seg.base, seg.region.len(), channel_id, None) else {
+        return Err(seg);
+    };
+    let capacity = index.capacity();
+    let seg = seg.with_index(index, true);
+    let fresh = |seg: Segment| {
+        let base = seg.base;
+        seg.with_index(SegmentIndex::new(base, capacity), false)
+    };
+    // The covered end must be a real record boundary with the claimed seq:
+    // walk the frames from the last index entry up to it.
+    if !chains_to(&seg, records, cov) {
+        return Err(fresh(seg));
+    }
+    let start = ScanStart {
+        offset: cov.end,
+        expected: cov.next_seq,
+        last_timestamp: cov.last_timestamp,
+    };
+    let mut scratch = ChannelRecovery::default();
+    let limit = seg.region.len();
+    match scan(env, &seg, records, durable, limit, start, &mut scratch) {
+        Ok(scanned) => Ok((seg, scanned)),
+        Err(_) => Err(fresh(seg)),
+    }
+}
+
+/// Recovers the last segment: scan, cut a torn tail, make the result durable.
+pub(super) fn recover_last(
+    env: &Env,
+    channel_id: u64,
+    base: u64,
+    path: &Path,
+    report: &mut ChannelRecovery,
+) -> Result<(Arc<Segment>, Last)> {
+    let OpenedRw {
+        seg,
+        mut records,
+        slots,
+        slot: found,
+    } = open_rw(env, channel_id, base, path)?;
+    if found.is_some_and(|s| s.sealed) {
+        drop((seg, records, slots));
+        if env.opts.get_recovery_mode() == RecoveryMode::Repair {
+            super::open::repair_sealed(env, channel_id, base, path, None, report)?;
+        }
+        let (seg, seal) = super::open::open_sealed(env, channel_id, base, path, None)?;
+        return Ok((seg, Last::Sealed(seal)));
+    }
+    let durable = found.unwrap_or_else(|| Slot::empty(base));
+    let assisted = if env.opts.get_recovery_mode() == RecoveryMode::Repair {
+        Err(seg)
+    } else {
+        scan_after_index(env, channel_id, seg, &mut records, &durable)
+    };
+    let (seg, scanned) = match assisted {
+        Ok(found) => found,
+        Err(seg) => {
+            let limit = seg.region.len();
+            let scanned = scan(
+                env,
+                &seg,
+                &mut records,
+                &durable,
+                limit,
+                ScanStart::first_record(base),
+                report,
+            )?;
+            seg.trust_up_to(scanned.end);
+            (seg, scanned)
+        }
+    };
+    report.scanned_bytes = (scanned.end - scanned.start) as u64;
+    if let Some((offset, _reason)) = &scanned.stopped {
+        // After a clean close nothing was written past the durable end, so
+        // there is nothing stale to look for there.
+        let clean_end = durable.clean && *offset as u64 == durable.durable_end;
+        if !clean_end && zero_stale_tail(&seg, &mut records, *offset)? {
+            report.torn_tail = Some((path.to_path_buf(), *offset as u64));
+        }
+    }
+    if !report.lost.is_empty() {
+        seg.region
+            .sync(0..scanned.end)
+            .map_err(Error::io_at(IoOp::SyncMapping, path))?;
+    }
+    records
+        .publish(scanned.end)
+        .map_err(Error::io_at(IoOp::WriteRecords, path))?;
+    let seg = Arc::new(seg);
+    let mut active = Active::new(Arc::clone(&seg), records, slots, scanned.end);
+    // What survived is made durable and marked clean (everything after it
+    // is zero now), so that everything recovered is durable, the next open
+    // need not look past it, and a second open changes nothing. All are
+    // no-ops when the slot already says so.
+    if durable.durable_end < scanned.end as u64 {
+        seg.region
+            .sync(0..scanned.end)
+            .map_err(Error::io_at(IoOp::SyncMapping, path))?;
+    }
+    active.record_synced(scanned.end, scanned.next_seq, scanned.last_timestamp)?;
+    active.mark_clean(scanned.next_seq, scanned.last_timestamp)?;
+    Ok((
+        seg,
+        Last::Active {
+            active,
+            next_seq: scanned.next_seq,
+            last_timestamp: scanned.last_timestamp,
+        },
+    ))
+}

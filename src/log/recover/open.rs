@@ -1,0 +1,316 @@
+//! Opening a segment file: fixed header, slots, sealed segments and their
+//! index files.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::scan::{scan, ScanStart};
+use crate::env::Env;
+use crate::error::{Error, IoOp, Result};
+use crate::format::frame::{FrameCursor, FrameKind, SegmentBytes, FRAME_HEADER_LEN};
+use crate::format::segment::{
+    index_file_name, FixedHeader, Slot, FIXED_LEN, SEGMENT_HEADER_LEN, SLOT_LEN, SLOT_OFFSETS,
+};
+use crate::index::{decode_file, Coverage, IndexEntry, IndexExpectation, SegmentIndex, IDX_ENTRY_LEN, IDX_HEADER_LEN};
+use crate::mmap::{HeaderToken, RecordsToken};
+use crate::options::RecoveryMode;
+use crate::report::ChannelRecovery;
+use crate::segment::Segment;
+
+use super::super::state::SlotWriter;
+use super::scan::needs_index_entry;
+
+/// A segment mapped read-write, with its tokens.
+pub(super) struct OpenedRw {
+    pub(super) seg: Segment,
+    pub(super) records: RecordsToken,
+    pub(super) slots: SlotWriter,
+    /// The newest valid slot.
+    pub(super) slot: Option<Slot>,
+}
+
+/// Why a fixed header does not fit its file, if it does not.
+fn fixed_header_problem(bytes: &[u8], channel_id: u64, base: u64, len: u64) -> Option<String> {
+    match FixedHeader::decode(bytes) {
+        Ok(h) if h.channel_id != channel_id || h.base_seq != base => Some(format!(
+            "header names channel {} base {}, the file's place says channel {channel_id} base {base}",
+            h.channel_id, h.base_seq
+        )),
+        Ok(h) if h.segment_len != len => Some(format!(
+            "file is {len} bytes but its header says {} (truncated or extended outside spool)",
+            h.segment_len
+        )),
+        Ok(_) => None,
+        Err(reason) => Some(reason),
+    }
+}
+
+fn check_len(path: &Path, file_len: u64) -> Result<()> {
+    if file_len < (SEGMENT_HEADER_LEN + FRAME_HEADER_LEN) as u64 {
+        return Err(Error::corrupt(
+            path,
+            0,
+            format!("segment file is {file_len} bytes, too short to hold a header and a record; move it aside to open the store without it"),
+        ));
+    }
+    Ok(())
+}
+
+/// Maps a segment read-write (the last segment at open, or any segment a
+/// repair scans) and validates its fixed header; in repair mode a damaged
+/// fixed header is rewritten from what the file name and directory say.
+pub(super) fn open_rw(env: &Env, channel_id: u64, base: u64, path: &Path) -> Result<OpenedRw> {
+    check_len(path, env.storage.file_len(path)?)?;
+    let (region, mut header, records) = env.storage.open_region(path, SEGMENT_HEADER_LEN)?;
+    let len = region.len() as u64;
+    let fixed = header.read(0, FIXED_LEN).map_err(Error::io_at(IoOp::Read, path))?;
+    if let Some(reason) = fixed_header_problem(fixed, channel_id, base, len) {
+        if env.opts.get_recovery_mode() != RecoveryMode::Repair {
+            return Err(Error::corrupt(path, 0, reason));
+        }
+        rewrite_fixed_header(&mut header, channel_id, base, len, path)?;
+    }
+    let newest = header
+        .read(0, SEGMENT_HEADER_LEN)
+        .ok()
+        .and_then(|b| read_slot(b, channel_id, base, len));
+    let index = SegmentIndex::new(base, Segment::index_capacity(env, region.len()));
+    let seg = Segment::new(path.to_path_buf(), channel_id, base, region, index, false);
+    Ok(OpenedRw {
+        seg,
+        records,
+        slot: newest.map(|(s, _)| s),
+        slots: SlotWriter::new(header, newest, base),
+    })
+}
+
+fn rewrite_fixed_header(header: &mut HeaderToken, channel_id: u64, base: u64, len: u64, path: &Path) -> Result<()> {
+    let fixed = FixedHeader {
+        channel_id,
+        base_seq: base,
+        segment_len: len,
+        created_ns: 0,
+    };
+    header
+        .write(0, &fixed.encode())
+        .map_err(Error::io_at(IoOp::WriteRecords, path))?;
+    header
+        .region()
+        .sync(0..SEGMENT_HEADER_LEN)
+        .map_err(Error::io_at(IoOp::SyncMapping, path))
+}
+
+/// The newest valid slot in a segment header and its position.
+pub(crate) fn read_slot(header: &[u8], channel_id: u64, base: u64, len: u64) -> Option<(Slot, usize)> {
+    let seed = crate::format::frame::segment_seed(channel_id, base);
+    let mut best: Option<(Slot, usize)> = None;
+    for (i, at) in SLOT_OFFSETS.iter().enumerate() {
+        let slot = header
+            .get(*at..at + SLOT_LEN)
+            .and_then(|b| Slot::decode(b, seed, base, len));
+        if let Some(s) = slot {
+            if Slot::newest(best.map(|b| b.0), Some(s)) == Some(s) {
+                best = Some((s, i));
+            }
+        }
+    }
+    best
+}
+
+/// The seal of a segment followed by another one starting at `next_base`.
+fn check_seal(path: &Path, slot: Option<Slot>, next_base: Option<u64>) -> Result<Slot> {
+    let Some(seal) = slot.filter(|s| s.sealed) else {
+        return Err(Error::corrupt(
+            path,
+            SLOT_OFFSETS[0] as u64,
+            "segment is followed by another but was never sealed",
+        ));
+    };
+    if let Some(next) = next_base {
+        if seal.next_seq != next {
+            return Err(Error::corrupt(
+                path,
+                SLOT_OFFSETS[0] as u64,
+                format!("seal says the next segment starts at {}, but it starts at {next} (a segment file is missing or foreign)", seal.next_seq),
+            ));
+        }
+    }
+    Ok(seal)
+}
+
+/// Opens a sealed segment after open, read-only and strict: fixed header
+/// and seal checked (against the next segment's base), index loaded from
+/// its file or rebuilt by a validating scan. Nothing of the segment is
+/// written; a rebuilt index file is.
+pub(crate) fn open_sealed(
+    env: &Env,
+    channel_id: u64,
+    base: u64,
+    path: &Path,
+    next_base: Option<u64>,
+) -> Result<(Arc<Segment>, Slot)> {
+    let file_len = env.storage.file_len(path)?;
+    check_len(path, file_len)?;
+    let header = env.storage.read_at(path, 0, SEGMENT_HEADER_LEN)?;
+    if let Some(reason) = fixed_header_problem(&header, channel_id, base, file_len) {
+        return Err(Error::corrupt(path, 0, reason));
+    }
+    let seal = check_seal(
+        path,
+        read_slot(&header, channel_id, base, file_len).map(|(s, _)| s),
+        next_base,
+    )?;
+    let end = usize::try_from(seal.durable_end).unwrap_or(usize::MAX);
+    let region = env.storage.open_region_readonly(path, SEGMENT_HEADER_LEN, end)?;
+    let capacity = Segment::index_capacity(env, region.len());
+    let loaded = load_index(env, path, base, region.len(), channel_id, Some(&seal));
+    let seg = match loaded {
+        Some((index, _)) => Segment::new(path.to_path_buf(), channel_id, base, region, index, true),
+        None => {
+            let seg = Segment::new(
+                path.to_path_buf(),
+                channel_id,
+                base,
+                region,
+                SegmentIndex::new(base, capacity),
+                false,
+            );
+            index_sealed(env, &seg, &seal)?;
+            let cov = Coverage {
+                end,
+                next_seq: seal.next_seq,
+                last_timestamp: seal.last_timestamp,
+            };
+            // Derived data: a failure only means another rebuild next time.
+            let _ = seg.write_index_file(&env.storage, channel_id, cov);
+            seg
+        }
+    };
+    Ok((Arc::new(seg), seal))
+}
+
+/// Validates every record of a sealed segment (read-only) and builds its
+/// index; the records must end exactly where the seal says.
+fn index_sealed(env: &Env, seg: &Segment, seal: &Slot) -> Result<()> {
+    let end = usize::try_from(seal.durable_end).unwrap_or(usize::MAX);
+    let bytes = seg
+        .region
+        .read_published(SEGMENT_HEADER_LEN, end.saturating_sub(SEGMENT_HEADER_LEN))
+        .unwrap_or(&[]);
+    let view = SegmentBytes {
+        base: SEGMENT_HEADER_LEN,
+        bytes,
+    };
+    let interval = env.opts.get_index_interval() as usize;
+    let mut cursor = FrameCursor::new(seg.seed, SEGMENT_HEADER_LEN, seg.base);
+    let mut last_indexed = None;
+    while cursor.offset < end {
+        let frame = cursor.step(view, true).map_err(|e| {
+            Error::corrupt(
+                &seg.path,
+                e.offset as u64,
+                format!("sealed segment damaged: {}", e.reason),
+            )
+        })?;
+        let h = frame.header;
+        if h.kind() == FrameKind::Message && needs_index_entry(last_indexed, frame.offset, interval) {
+            seg.index.push(IndexEntry {
+                seq: h.seq,
+                offset: frame.offset,
+                timestamp: h.timestamp,
+            });
+            last_indexed = Some(frame.offset);
+        }
+    }
+    if cursor.offset != end || cursor.expected != seal.next_seq {
+        return Err(Error::corrupt(
+            &seg.path,
+            cursor.offset as u64,
+            format!(
+                "sealed segment damaged: records end at seq {} where the seal says {}",
+                cursor.expected, seal.next_seq
+            ),
+        ));
+    }
+    seg.trust_up_to(end);
+    Ok(())
+}
+
+/// Repair mode, at open: scans a sealed segment through a read-write
+/// mapping, replaces damaged spans with holes, makes that durable and
+/// rebuilds its index file. The mapping is dropped afterwards; later reads
+/// open the segment read-only like any other.
+pub(super) fn repair_sealed(
+    env: &Env,
+    channel_id: u64,
+    base: u64,
+    path: &Path,
+    next_base: Option<u64>,
+    report: &mut ChannelRecovery,
+) -> Result<Slot> {
+    let OpenedRw {
+        seg, mut records, slot, ..
+    } = open_rw(env, channel_id, base, path)?;
+    let seal = check_seal(path, slot, next_base)?;
+    let end = usize::try_from(seal.durable_end).unwrap_or(usize::MAX);
+    let lost_before = report.lost.len();
+    let scanned = scan(
+        env,
+        &seg,
+        &mut records,
+        &seal,
+        end,
+        ScanStart::first_record(base),
+        report,
+    )?;
+    if scanned.end != end || scanned.next_seq != seal.next_seq {
+        let detail = scanned
+            .stopped
+            .map_or_else(|| "records end early".to_string(), |(_, r)| r);
+        return Err(Error::corrupt(
+            path,
+            scanned.end as u64,
+            format!("sealed segment damaged: {detail}"),
+        ));
+    }
+    if report.lost.len() > lost_before {
+        seg.region.sync(0..end).map_err(Error::io_at(IoOp::SyncMapping, path))?;
+    }
+    let cov = Coverage {
+        end,
+        next_seq: seal.next_seq,
+        last_timestamp: seal.last_timestamp,
+    };
+    let _ = seg.write_index_file(&env.storage, channel_id, cov);
+    report.rebuilt_indexes.push(path.with_file_name(index_file_name(base)));
+    Ok(seal)
+}
+
+/// The segment's index file, if it is valid (and, for a sealed segment,
+/// covers exactly what the seal says).
+pub(super) fn load_index(
+    env: &Env,
+    path: &Path,
+    base: u64,
+    segment_len: usize,
+    channel_id: u64,
+    seal: Option<&Slot>,
+) -> Option<(SegmentIndex, Coverage)> {
+    let idx_path = path.with_file_name(index_file_name(base));
+    let capacity = SegmentIndex::capacity_for(segment_len, env.opts.get_index_interval() as usize);
+    let max = (IDX_HEADER_LEN + capacity * IDX_ENTRY_LEN) as u64;
+    let bytes = env.storage.read_file(&idx_path, max).ok()?;
+    let sealed_at = match seal {
+        Some(s) => Some((usize::try_from(s.durable_end).ok()?, s.next_seq)),
+        None => None,
+    };
+    let want = IndexExpectation {
+        channel_id,
+        base,
+        records_start: SEGMENT_HEADER_LEN,
+        segment_len,
+        capacity,
+        sealed_at,
+    };
+    decode_file(&bytes, &want).ok()
+}

@@ -1,0 +1,218 @@
+//! The log's mutable state and its durability transitions. Everything here
+//! is changed only under `Log::state`.
+//!
+//! Each segment goes through these states:
+//!
+//! ```text
+//!   created ──append──▶ active (dirty) ──sync──▶ active (slot records the synced end)
+//!      ▲                    │    ▲                      │
+//!      │                  close  └── first append ──────┤ (withdraws the clean mark durably first)
+//!      │                    ▼                           │
+//!      │              clean-marked ◀────────────────────┘
+//!      │
+//!   active ──roll──▶ sealed (read-only from then on; reopened read-only)
+//! ```
+//!
+//! A slot is written to the header only after the msync that makes what it
+//! records durable, and becomes durable with the next msync of the header:
+//! no slot ever claims more than was durable.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::error::{Error, IoOp, Result};
+use crate::format::segment::{Slot, SEGMENT_HEADER_LEN, SLOT_OFFSETS};
+use crate::index::Coverage;
+use crate::mmap::{HeaderToken, RecordsToken};
+use crate::prefault::PrefaultCursor;
+use crate::segment::Segment;
+
+/// Where the log is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Phase {
+    /// Accepting appends.
+    Open,
+    /// `close` is syncing: no append starts, the clean mark comes next.
+    Closing,
+    /// Closed cleanly.
+    Closed,
+    /// The channel was deleted.
+    Deleted,
+}
+
+/// Writes the two alternating header slots of one segment.
+pub(super) struct SlotWriter {
+    token: HeaderToken,
+    written: Slot,
+    next_slot: usize,
+}
+
+impl SlotWriter {
+    /// A writer for a segment whose newest valid slot is `newest` (and at
+    /// which of the two positions), or none.
+    pub(super) fn new(token: HeaderToken, newest: Option<(Slot, usize)>, base: u64) -> SlotWriter {
+        let (written, next_slot) = match newest {
+            Some((s, at)) => (s, 1 - at.min(1)),
+            None => (Slot::empty(base), 0),
+        };
+        SlotWriter {
+            token,
+            written,
+            next_slot,
+        }
+    }
+
+    /// Writes `slot` (with the next generation) over the older slot.
+    fn write(&mut self, seg: &Segment, slot: Slot) -> Result<()> {
+        let slot = Slot {
+            generation: self.written.next_generation(),
+            ..slot
+        };
+        let at = SLOT_OFFSETS[self.next_slot.min(1)];
+        self.token
+            .write(at, &slot.encode(seg.seed))
+            .map_err(Error::io_at(IoOp::WriteRecords, &seg.path))?;
+        self.written = slot;
+        self.next_slot = 1 - self.next_slot.min(1);
+        Ok(())
+    }
+}
+
+fn sync_range(seg: &Segment, end: usize) -> Result<()> {
+    seg.region
+        .sync(0..end)
+        .map_err(Error::io_at(IoOp::SyncMapping, &seg.path))
+}
+
+fn sync_header(seg: &Segment) -> Result<()> {
+    sync_range(seg, SEGMENT_HEADER_LEN)
+}
+
+/// The segment being appended to.
+pub(super) struct Active {
+    pub seg: Arc<Segment>,
+    pub records: RecordsToken,
+    pub slots: SlotWriter,
+    /// Offset where the next record goes.
+    pub offset: usize,
+    /// Offset of the last indexed record.
+    pub last_indexed: Option<usize>,
+    /// Pages asked to be faulted in ahead of the writer.
+    pub prefault: PrefaultCursor,
+    /// Records end covered by the last index file a sync wrote.
+    pub index_checkpoint: usize,
+}
+
+/// A sync writes the active segment's index file again once this many bytes
+/// of records were added since the last time, bounding how much a recovery
+/// after a crash has to scan.
+pub(super) const INDEX_CHECKPOINT_BYTES: usize = 4 << 20;
+
+fn slot(end: usize, next_seq: u64, last_timestamp: u64) -> Slot {
+    Slot {
+        durable_end: end as u64,
+        next_seq,
+        last_timestamp,
+        ..Slot::empty(next_seq)
+    }
+}
+
+impl Active {
+    pub(super) fn new(seg: Arc<Segment>, records: RecordsToken, slots: SlotWriter, offset: usize) -> Active {
+        Active {
+            last_indexed: seg.index.last().map(|e| e.offset),
+            prefault: PrefaultCursor::at(offset),
+            index_checkpoint: offset,
+            seg,
+            records,
+            slots,
+            offset,
+        }
+    }
+
+    /// Whether the newest slot carries the clean mark.
+    #[inline]
+    pub(super) fn clean_marked(&self) -> bool {
+        self.slots.written.clean
+    }
+
+    /// Before the first write past a clean mark: durably withdraws it, so
+    /// a crash cannot leave unchecked bytes past its end.
+    pub(super) fn withdraw_clean_mark(&mut self) -> Result<()> {
+        if !self.slots.written.clean {
+            return Ok(());
+        }
+        let unmarked = Slot {
+            clean: false,
+            ..self.slots.written
+        };
+        self.slots.write(&self.seg, unmarked)?;
+        sync_header(&self.seg)
+    }
+
+    /// After an msync covering `end` completed: records it in a slot
+    /// (durable with the next header msync). Nothing when the newest slot
+    /// already covers it.
+    pub(super) fn record_synced(&mut self, end: usize, next_seq: u64, last_timestamp: u64) -> Result<()> {
+        let w = self.slots.written;
+        if w.durable_end >= end as u64 || w.sealed {
+            return Ok(());
+        }
+        // A clean mark stays only while nothing follows it.
+        self.slots.write(&self.seg, slot(end, next_seq, last_timestamp))
+    }
+
+    /// Syncs every record, then durably marks the segment sealed.
+    pub(super) fn seal(&mut self, next_seq: u64, last_timestamp: u64) -> Result<Slot> {
+        sync_range(&self.seg, self.offset)?;
+        let sealed = Slot {
+            sealed: true,
+            ..slot(self.offset, next_seq, last_timestamp)
+        };
+        self.slots.write(&self.seg, sealed)?;
+        sync_header(&self.seg)?;
+        Ok(self.slots.written)
+    }
+
+    /// At close (or at the end of recovery), after a sync covering every
+    /// record: durably records that nothing lies past them. Writes nothing
+    /// when the newest slot already says so.
+    pub(super) fn mark_clean(&mut self, next_seq: u64, last_timestamp: u64) -> Result<()> {
+        let w = self.slots.written;
+        if w.sealed || (w.clean && w.durable_end == self.offset as u64 && w.next_seq == next_seq) {
+            return Ok(());
+        }
+        let clean = Slot {
+            clean: true,
+            ..slot(self.offset, next_seq, last_timestamp)
+        };
+        self.slots.write(&self.seg, clean)?;
+        sync_header(&self.seg)
+    }
+
+    /// What the records written so far cover, for an index file.
+    pub(super) fn coverage(&self, next_seq: u64, last_timestamp: u64) -> Coverage {
+        Coverage {
+            end: self.offset,
+            next_seq,
+            last_timestamp,
+        }
+    }
+}
+
+/// Everything about a log that changes, under one lock.
+pub(super) struct LogState {
+    pub phase: Phase,
+    /// Seq the next append gets.
+    pub next_seq: u64,
+    /// Timestamp of the last record (timestamps never go back).
+    pub last_timestamp: u64,
+    /// The last segment, when it takes appends; `None` before the first
+    /// append and after the last segment was sealed.
+    pub active: Option<Active>,
+}
+
+/// Checks a mapped segment can be written at all (a file path for errors).
+pub(super) fn write_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    Error::io_at(IoOp::WriteRecords, path)
+}

@@ -1,0 +1,236 @@
+//! Checking a log's files: reads every segment and index file from storage
+//! (not through the mappings) and checks each structure and the invariants
+//! between them and the log's state. Changes nothing.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::recover::read_slot;
+use super::Log;
+use crate::error::Result;
+use crate::format::frame::{FrameCursor, FrameKind, SegmentBytes, FRAME_HEADER_LEN};
+use crate::format::segment::{
+    index_file_name, parse_index_name, parse_segment_name, segment_file_name, FixedHeader, SEGMENT_HEADER_LEN,
+    SLOT_OFFSETS,
+};
+use crate::index::{decode_file, IndexExpectation, SegmentIndex, IDX_ENTRY_LEN, IDX_HEADER_LEN};
+use crate::options::MAX_SEGMENT_SIZE;
+use crate::report::VerifyReport;
+
+impl Log {
+    /// Checks this log's directory and files into `report`. A channel
+    /// deleted meanwhile is skipped.
+    pub(crate) fn verify(&self, report: &mut VerifyReport) -> Result<()> {
+        let storage = &self.env.storage;
+        let names = match storage.list_dir(&self.dir) {
+            Ok(n) => n,
+            Err(_) if self.is_deleted() => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let mut bases: Vec<u64> = names.iter().filter_map(|n| parse_segment_name(n)).collect();
+        bases.sort_unstable();
+        for n in &names {
+            let known = parse_segment_name(n).is_some() || parse_index_name(n).is_some_and(|b| bases.contains(&b));
+            if !known {
+                report.problem(&self.dir.join(n), None, "unexpected file in the channel directory");
+            }
+        }
+        let first = self.first_seq();
+        let last = self.last_seq();
+        match bases.first() {
+            Some(&b) if b > first => {
+                report.problem(
+                    &self.dir,
+                    None,
+                    format!("first segment starts at {b}, after the first retained seq {first}"),
+                );
+            }
+            None if last >= first => {
+                report.problem(&self.dir, None, format!("no segment holds messages {first}..={last}"));
+            }
+            _ => {}
+        }
+        // Only what was published when the check started is checked.
+        let live_end = {
+            let st = self.state.lock();
+            st.active.as_ref().map(|a| (a.seg.base, a.records.region().published()))
+        };
+        let mut expected_base = None;
+        for (i, &base) in bases.iter().enumerate() {
+            let path = self.dir.join(segment_file_name(base));
+            let is_last = i + 1 == bases.len();
+            let published = live_end.filter(|(b, _)| *b == base).map(|(_, end)| end);
+            let next = match self.verify_segment(base, &path, is_last, published, report) {
+                Ok(next) => next,
+                // Deleted while we read it: the channel is gone.
+                Err(_) if self.is_deleted() => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            if let (Some(want), true) = (expected_base, i > 0) {
+                if want != base {
+                    report.problem(
+                        &path,
+                        Some(0),
+                        format!("previous segment ends before seq {want}, this one starts at {base}"),
+                    );
+                }
+            }
+            expected_base = next;
+            report.segments += 1;
+        }
+        if let Some(next) = expected_base {
+            if next != last + 1 && next > first {
+                report.problem(
+                    &self.dir,
+                    None,
+                    format!("records end before seq {next} but the channel's last seq is {last}"),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks one segment file; returns the seq after its last record.
+    fn verify_segment(
+        &self,
+        base: u64,
+        path: &Path,
+        is_last: bool,
+        published: Option<usize>,
+        report: &mut VerifyReport,
+    ) -> Result<Option<u64>> {
+        let bytes = self.env.storage.read_file(path, MAX_SEGMENT_SIZE)?;
+        let header = match bytes.get(..SEGMENT_HEADER_LEN).map(FixedHeader::decode) {
+            Some(Ok(h)) => h,
+            Some(Err(e)) => {
+                report.problem(path, Some(0), e);
+                return Ok(None);
+            }
+            None => {
+                report.problem(path, Some(0), "shorter than a segment header");
+                return Ok(None);
+            }
+        };
+        if header.channel_id != self.id || header.base_seq != base || header.segment_len != bytes.len() as u64 {
+            report.problem(path, Some(0), "header does not match the file's channel, name or size");
+            return Ok(None);
+        }
+        let slot = read_slot(&bytes, self.id, base, header.segment_len).map(|(s, _)| s);
+        let sealed = slot.filter(|s| s.sealed);
+        if !is_last && sealed.is_none() {
+            report.problem(
+                path,
+                Some(SLOT_OFFSETS[0] as u64),
+                "followed by another segment but not sealed",
+            );
+        }
+        let limit = match (sealed, published) {
+            (Some(s), _) => usize::try_from(s.durable_end).unwrap_or(bytes.len()),
+            (None, Some(p)) => p,
+            (None, None) => bytes.len(),
+        };
+        let view = SegmentBytes {
+            base: 0,
+            bytes: bytes.get(..limit).unwrap_or(&bytes),
+        };
+        let mut cursor = FrameCursor::new(
+            crate::format::frame::segment_seed(self.id, base),
+            SEGMENT_HEADER_LEN,
+            base,
+        );
+        let mut frames = HashMap::new();
+        while cursor.offset + FRAME_HEADER_LEN <= limit {
+            let zeros = view
+                .get(cursor.offset, FRAME_HEADER_LEN)
+                .is_some_and(|h| h.iter().all(|&b| b == 0));
+            if zeros {
+                break; // the end of the records
+            }
+            match cursor.step(view, true) {
+                Ok(frame) => {
+                    if frame.header.kind() == FrameKind::Message {
+                        frames.insert(frame.offset, (frame.header.seq, frame.header.timestamp));
+                    }
+                    report.records += 1;
+                }
+                Err(e) => {
+                    report.problem(
+                        path,
+                        Some(e.offset as u64),
+                        format!("record {} does not validate: {}", cursor.expected, e.reason),
+                    );
+                    return Ok(None);
+                }
+            }
+        }
+        let (offset, expected) = (cursor.offset, cursor.expected);
+        if let Some(s) = sealed {
+            if offset as u64 != s.durable_end || expected != s.next_seq {
+                report.problem(
+                    path,
+                    Some(offset as u64),
+                    format!(
+                        "records end at {offset} (seq {expected}); the seal says {} (seq {})",
+                        s.durable_end, s.next_seq
+                    ),
+                );
+            }
+        } else if published.is_none() && bytes.get(offset..).is_some_and(|rest| rest.iter().any(|&b| b != 0)) {
+            report.problem(path, Some(offset as u64), "non-zero bytes after the last record");
+        }
+        self.verify_index(base, path, bytes.len(), &frames, report);
+        Ok(Some(expected))
+    }
+
+    /// An index file, if present, must decode and point at real records.
+    fn verify_index(
+        &self,
+        base: u64,
+        path: &Path,
+        segment_len: usize,
+        frames: &HashMap<usize, (u64, u64)>,
+        report: &mut VerifyReport,
+    ) {
+        let idx_path = path.with_file_name(index_file_name(base));
+        let storage = &self.env.storage;
+        if !storage.exists(&idx_path) {
+            return;
+        }
+        let capacity = SegmentIndex::capacity_for(segment_len, self.env.opts.get_index_interval() as usize);
+        let max = (IDX_HEADER_LEN + capacity * IDX_ENTRY_LEN) as u64;
+        let bytes = match storage.read_file(&idx_path, max) {
+            Ok(b) => b,
+            Err(e) => {
+                report.note(&idx_path, None, e.to_string());
+                return;
+            }
+        };
+        let want = IndexExpectation {
+            channel_id: self.id,
+            base,
+            records_start: SEGMENT_HEADER_LEN,
+            segment_len,
+            capacity,
+            sealed_at: None,
+        };
+        match decode_file(&bytes, &want) {
+            Ok((index, _)) => {
+                for e in (0..index.len()).filter_map(|i| index.get(i)) {
+                    if frames.get(&e.offset) != Some(&(e.seq, e.timestamp)) {
+                        report.problem(
+                            &idx_path,
+                            None,
+                            format!("entry for seq {} does not point at that record", e.seq),
+                        );
+                        break;
+                    }
+                }
+            }
+            Err(e) => report.note(
+                &idx_path,
+                Some(0),
+                format!("index does not decode ({e}); it is rebuilt when the segment is next opened"),
+            ),
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! What the store tells about recovery, integrity checks and compaction
+//! passes: plain data, filled in by the parts that do the work.
+
+use std::path::{Path, PathBuf};
+
+/// A range of sequences lost to damage, as reported by a repair.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LostRange {
+    /// First lost sequence.
+    pub first: u64,
+    /// Last lost sequence.
+    pub last: u64,
+    /// The damaged file.
+    pub path: PathBuf,
+    /// Offset of the damage in that file.
+    pub offset: u64,
+}
+
+/// What recovery did to one channel, from [`Store::recovery_report`](crate::Store::recovery_report).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChannelRecovery {
+    /// Channel name.
+    pub name: String,
+    /// Channel id.
+    pub id: u64,
+    /// Where an unsynced torn tail was cut: (segment file, offset). Messages
+    /// from that point on were never reported durable.
+    pub torn_tail: Option<(PathBuf, u64)>,
+    /// Ranges a repair replaced by holes (reads return `Error::Lost`).
+    pub lost: Vec<LostRange>,
+    /// Bytes of records the open scanned in the last segment: what came
+    /// after its index file, or the whole segment without one.
+    pub scanned_bytes: u64,
+    /// Index files that were missing, stale or corrupt and were rebuilt.
+    pub rebuilt_indexes: Vec<PathBuf>,
+    /// Leftover files removed (temporary files, orphan indexes, segments
+    /// wholly below the first retained sequence).
+    pub removed_files: Vec<PathBuf>,
+}
+
+/// One problem found by [`Store::verify`](crate::Store::verify).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// The file (or directory) concerned.
+    pub path: PathBuf,
+    /// Byte offset in it, where that means something.
+    pub offset: Option<u64>,
+    /// What is wrong.
+    pub detail: String,
+}
+
+/// What [`Store::verify`](crate::Store::verify) checked and found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Segment files checked.
+    pub segments: usize,
+    /// Records (and repaired holes) checked, CRC included.
+    pub records: u64,
+    /// Everything that is wrong; empty for a healthy store.
+    pub problems: Vec<Problem>,
+    /// Derived data that is stale or torn and will be rebuilt when needed
+    /// (an index file after a crash): worth knowing, not wrong.
+    pub notes: Vec<Problem>,
+}
+
+impl VerifyReport {
+    /// True when no problem was found.
+    pub fn is_ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    pub(crate) fn problem(&mut self, path: &Path, offset: Option<u64>, detail: impl Into<String>) {
+        self.problems.push(Problem {
+            path: path.to_path_buf(),
+            offset,
+            detail: detail.into(),
+        });
+    }
+
+    pub(crate) fn note(&mut self, path: &Path, offset: Option<u64>, detail: impl Into<String>) {
+        self.notes.push(Problem {
+            path: path.to_path_buf(),
+            offset,
+            detail: detail.into(),
+        });
+    }
+}
+
+/// What one compaction pass did, from [`Store::compact_now`](crate::Store::compact_now).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CompactionReport {
+    /// Channels whose first retained sequence moved.
+    pub channels_trimmed: usize,
+    /// Segment files deleted.
+    pub segments_deleted: usize,
+    /// Channels deleted for inactivity.
+    pub channels_deleted: Vec<String>,
+    /// Whether the subscribers log was rewritten.
+    pub subscribers_compacted: bool,
+}

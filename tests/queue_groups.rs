@@ -178,3 +178,22 @@ fn queue_bad_input() {
         Err(Error::SubscriberKind { .. })
     ));
 }
+
+/// When the last member of a group goes, its unacked messages come back to
+/// the next member with their delivery count (in the same process).
+#[test]
+fn last_member_leaving_keeps_delivery_counts() {
+    let (_dir, store) = store(5);
+    let ch = store.channel("jobs").unwrap();
+    let first = ch.queue_subscribe("workers", StartAt::First).unwrap();
+    let d = first.recv().unwrap();
+    assert_eq!((d.seq(), d.delivery_count(), d.redelivered()), (1, 1, false));
+    drop(first);
+    let next = ch.queue_subscribe("workers", StartAt::First).unwrap();
+    let d = next.recv().unwrap();
+    assert_eq!(d.seq(), 1, "the unacked message comes back first");
+    assert_eq!((d.delivery_count(), d.redelivered()), (2, true));
+    next.ack(1).unwrap();
+    let d = next.recv().unwrap();
+    assert_eq!((d.seq(), d.delivery_count()), (2, 1));
+}

@@ -283,3 +283,21 @@ fn store_wide_options_are_checked() {
         Err(Error::InvalidOption { name: "max_state", .. })
     ));
 }
+
+/// `Store::commit_all` refuses a subscriber of another store instead of
+/// writing into that store's log.
+#[test]
+fn commit_all_refuses_another_stores_subscriber() {
+    let (_d1, s1, _) = store_with(10);
+    let (_d2, s2, _) = store_with(10);
+    let a = s1.channel("c").unwrap().subscribe("a", StartAt::First).unwrap();
+    let b = s2.channel("c").unwrap().subscribe("b", StartAt::First).unwrap();
+    let err = s1.commit_all(&[(&b, 5)], b"x").unwrap_err();
+    assert!(matches!(err, Error::InvalidOption { .. }), "{err}");
+    let err = s1.commit_all(&[(&a, 5), (&b, 5)], b"x").unwrap_err();
+    assert!(matches!(err, Error::InvalidOption { .. }), "{err}");
+    assert_eq!(b.committed().0, 0, "nothing committed in the other store");
+    assert_eq!(a.committed().0, 0, "nor in this one");
+    s1.commit_all(&[(&a, 5)], b"x").unwrap();
+    assert_eq!(a.committed().0, 5);
+}

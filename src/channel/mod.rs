@@ -290,6 +290,8 @@ impl Channel {
                 name: name.to_string(),
             });
         }
-        self.core.subs.remove(&key)
+        self.core.subs.remove(&key)?;
+        self.core.groups.forget(name);
+        Ok(())
     }
 }

@@ -98,6 +98,9 @@ struct GroupState {
     in_flight: BTreeMap<u64, InFlight>,
     /// Seqs to hand out again, with their delivery count so far.
     redeliver: BTreeMap<u64, u32>,
+    /// Delivery counts of unacked seqs at or after `next_new` that an earlier
+    /// instance of this group (in this process) handed out.
+    prior: BTreeMap<u64, u32>,
     load: HashMap<u64, usize>,
     next_member: u64,
 }
@@ -158,8 +161,33 @@ pub(crate) struct Group {
     _attached: InUse,
 }
 
-/// Live groups of a channel, so members opened separately share one.
-pub(crate) type GroupTable = Mutex<HashMap<String, Weak<Group>>>;
+/// Queue groups of a channel: the live ones, so members opened separately
+/// share one, and the delivery counts a group left behind when its last
+/// member went, for the next instance.
+#[derive(Default)]
+pub(crate) struct GroupTable {
+    live: Mutex<HashMap<String, Weak<Group>>>,
+    left: Mutex<HashMap<String, BTreeMap<u64, u32>>>,
+}
+
+impl GroupTable {
+    /// Forgets what a removed group left behind.
+    pub(crate) fn forget(&self, name: &str) {
+        self.left.lock().remove(name);
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let st = self.st.get_mut();
+        let mut counts: BTreeMap<u64, u32> = std::mem::take(&mut st.redeliver);
+        counts.extend(st.in_flight.iter().map(|(seq, f)| (*seq, f.count)));
+        counts.append(&mut st.prior);
+        if !counts.is_empty() {
+            self.core.groups.left.lock().insert(self.name.clone(), counts);
+        }
+    }
+}
 
 /// One member of a queue group. Dropping it hands its unacked messages to
 /// the other members.
@@ -182,7 +210,7 @@ impl QueueMember {
         opts.validate()?;
         core.log.check_live()?;
         let group = {
-            let mut table = core.groups.lock();
+            let mut table = core.groups.live.lock();
             match table.get(name).and_then(Weak::upgrade) {
                 Some(g) => g,
                 None => {
@@ -287,10 +315,11 @@ impl QueueMember {
             } else if st.next_new <= core.log.last_seq() {
                 let seq = st.next_new;
                 st.next_new += 1;
+                let prior = st.prior.remove(&seq).unwrap_or(0);
                 if st.acked.contains(&seq) {
                     continue;
                 }
-                (seq, 0)
+                (seq, prior)
             } else {
                 return Ok((None, wait));
             };
@@ -338,6 +367,7 @@ impl QueueMember {
             acked: st.acked.clone(),
             in_flight: BTreeMap::new(),
             redeliver: BTreeMap::new(),
+            prior: BTreeMap::new(),
             load: HashMap::new(),
             ..*st
         };
@@ -418,6 +448,8 @@ impl Group {
                 (floor, BTreeSet::new())
             }
         };
+        let mut prior = core.groups.left.lock().remove(name).unwrap_or_default();
+        prior.retain(|seq, _| *seq > floor);
         Ok(Group {
             st: Mutex::new(GroupState {
                 floor,
@@ -425,6 +457,7 @@ impl Group {
                 next_new: floor + 1,
                 in_flight: BTreeMap::new(),
                 redeliver: BTreeMap::new(),
+                prior,
                 load: HashMap::new(),
                 next_member: 0,
             }),

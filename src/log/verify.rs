@@ -22,21 +22,32 @@ impl Log {
     /// deleted meanwhile is skipped.
     pub(crate) fn verify(&self, report: &mut VerifyReport) -> Result<()> {
         let storage = &self.env.storage;
-        let names = match storage.list_dir(&self.dir) {
-            Ok(n) => n,
-            Err(_) if self.is_deleted() => return Ok(()),
-            Err(e) => return Err(e),
+        // Only what was published when the check started is checked: the
+        // directory, the active segment's published end and the last seq,
+        // taken together under the state lock (appends wait meanwhile).
+        let (names, live_end, last) = {
+            let st = self.state.lock();
+            let names = match storage.list_dir(&self.dir) {
+                Ok(n) => n,
+                Err(_) if self.is_deleted() => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            let live = st.active.as_ref().map(|a| (a.seg.base, a.records.region().published()));
+            (names, live, self.last_seq())
         };
         let mut bases: Vec<u64> = names.iter().filter_map(|n| parse_segment_name(n)).collect();
         bases.sort_unstable();
         for n in &names {
             let known = parse_segment_name(n).is_some() || parse_index_name(n).is_some_and(|b| bases.contains(&b));
-            if !known {
+            if n.ends_with(".tmp") {
+                // A segment being created right now (or left by a crash; the
+                // next open removes it).
+                report.note(&self.dir.join(n), None, "a segment in creation or left by a crash");
+            } else if !known {
                 report.problem(&self.dir.join(n), None, "unexpected file in the channel directory");
             }
         }
         let first = self.first_seq();
-        let last = self.last_seq();
         match bases.first() {
             Some(&b) if b > first => {
                 report.problem(
@@ -50,11 +61,6 @@ impl Log {
             }
             _ => {}
         }
-        // Only what was published when the check started is checked.
-        let live_end = {
-            let st = self.state.lock();
-            st.active.as_ref().map(|a| (a.seg.base, a.records.region().published()))
-        };
         let mut expected_base = None;
         for (i, &base) in bases.iter().enumerate() {
             let path = self.dir.join(segment_file_name(base));
@@ -116,7 +122,9 @@ impl Log {
             return Ok(None);
         }
         let slot = read_slot(&bytes, self.id, base, header.segment_len).map(|(s, _)| s);
-        let sealed = slot.filter(|s| s.sealed);
+        // The segment that was active at the snapshot is checked up to its
+        // published end then, even if it was sealed since.
+        let sealed = slot.filter(|s| s.sealed && published.is_none());
         if !is_last && sealed.is_none() {
             report.problem(
                 path,

@@ -17,7 +17,11 @@ impl StoreShared {
         let storage = &self.env.storage;
         let root = &self.env.root;
         for name in storage.list_dir(root)? {
-            if !ROOT_FILES.contains(&name.as_str()) && name != "channels" {
+            if name.ends_with(".tmp") {
+                // The catalog or the subscribers log being replaced right
+                // now (or left by a crash; the next open removes it).
+                report.note(&root.join(&name), None, "a replacement in progress or left by a crash");
+            } else if !ROOT_FILES.contains(&name.as_str()) && name != "channels" {
                 report.problem(&root.join(&name), None, "unexpected file in the store directory");
             }
         }

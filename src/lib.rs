@@ -81,6 +81,12 @@
 //!
 //! The file format is documented byte by byte in `docs/format.md`; the
 //! memory-mapping hazards and how spool avoids them in `docs/safety.md`.
+//!
+//! # Platform
+//!
+//! spool runs on Linux: it relies on `posix_fallocate`, `msync`,
+//! `MADV_POPULATE_WRITE`, `flock` and other Unix file APIs, and its crash
+//! safety is argued for Linux's page cache.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -149,18 +149,24 @@ impl FrameHeader {
     /// Checks everything but the CRC: the frame fits in `room` bytes and
     /// carries `expected` (never 0); a hole's range is not reversed.
     #[inline]
-    pub(crate) fn check_shape(&self, room: usize, expected: u64) -> Result<(), String> {
+    pub(crate) fn check_shape(&self, room: usize, expected: u64) -> Result<(), Fault> {
         if self.frame_len() > room {
-            return Err(format!(
-                "frame length {} runs past the end of the segment ({room} bytes left)",
-                self.frame_len()
-            ));
+            return Err(Fault::TooLong {
+                len: self.frame_len(),
+                room,
+            });
         }
         if self.seq == 0 || self.seq != expected {
-            return Err(format!("sequence {} where {expected} was expected", self.seq));
+            return Err(Fault::WrongSeq {
+                found: self.seq,
+                expected,
+            });
         }
         if self.kind() == FrameKind::Hole && self.timestamp < self.seq {
-            return Err(format!("hole {}..={} is reversed", self.seq, self.timestamp));
+            return Err(Fault::ReversedHole {
+                first: self.seq,
+                last: self.timestamp,
+            });
         }
         Ok(())
     }
@@ -211,11 +217,53 @@ impl Frame {
     }
 }
 
+/// Why a frame did not validate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fault {
+    /// The 24-byte header does not fit before `end`.
+    HeaderPastEnd { end: usize },
+    /// The frame is longer than the `room` left.
+    TooLong { len: usize, room: usize },
+    /// The frame carries another seq than the one due there.
+    WrongSeq { found: u64, expected: u64 },
+    /// A hole frame whose range is reversed.
+    ReversedHole { first: u64, last: u64 },
+    /// The payload does not fit in the bytes in view.
+    PayloadPastEnd,
+    /// The checksum does not match.
+    Checksum { seq: u64 },
+}
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fault::HeaderPastEnd { end } => write!(f, "record header runs past the end ({end})"),
+            Fault::TooLong { len, room } => {
+                write!(
+                    f,
+                    "frame length {len} runs past the end of the segment ({room} bytes left)"
+                )
+            }
+            Fault::WrongSeq { found, expected } => write!(f, "sequence {found} where {expected} was expected"),
+            Fault::ReversedHole { first, last } => write!(f, "hole {first}..={last} is reversed"),
+            Fault::PayloadPastEnd => write!(f, "payload runs past the end"),
+            Fault::Checksum { seq } => write!(f, "checksum mismatch in record {seq}"),
+        }
+    }
+}
+
 /// Why a frame did not validate, and where.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct FrameError {
     pub offset: usize,
-    pub reason: String,
+    pub fault: Fault,
+}
+
+impl FrameError {
+    /// The fault as a sentence, for error messages.
+    pub(crate) fn reason(&self) -> String {
+        self.fault.to_string()
+    }
 }
 
 /// The one walk over record frames, used by recovery, verify and lookups:
@@ -250,23 +298,23 @@ impl FrameCursor {
     /// As `step`, without moving.
     #[inline]
     pub(crate) fn peek(&self, view: SegmentBytes<'_>, crc: bool) -> Result<Frame, FrameError> {
-        let fail = |reason: String| FrameError {
+        let fail = |fault| FrameError {
             offset: self.offset,
-            reason,
+            fault,
         };
         let header = view
             .get(self.offset, FRAME_HEADER_LEN)
             .and_then(FrameHeader::parse)
-            .ok_or_else(|| fail(format!("record header runs past the end ({})", view.end())))?;
+            .ok_or_else(|| fail(Fault::HeaderPastEnd { end: view.end() }))?;
         header
             .check_shape(view.end().saturating_sub(self.offset), self.expected)
             .map_err(fail)?;
         if crc {
             let payload = view
                 .get(self.offset + FRAME_HEADER_LEN, header.payload_len())
-                .ok_or_else(|| fail("payload runs past the end".into()))?;
+                .ok_or_else(|| fail(Fault::PayloadPastEnd))?;
             if !header.crc_matches(self.seed, payload) {
-                return Err(fail(format!("checksum mismatch in record {}", header.seq)));
+                return Err(fail(Fault::Checksum { seq: header.seq }));
             }
         }
         Ok(Frame {

@@ -52,17 +52,22 @@ impl Log {
         }
     }
 
-    /// Segment `i` of `snapshot` and the timestamp of its last message.
-    fn segment_last_timestamp(&self, snapshot: &Snapshot, i: usize) -> Result<Option<(Arc<Segment>, u64)>> {
+    /// The timestamp of the last message of segment `i` of `snapshot`: from
+    /// its seal when known (no need to open it), else from opening it; the
+    /// active segment's is the log's.
+    fn last_timestamp_of(&self, snapshot: &Snapshot, i: usize) -> Result<Option<u64>> {
         let Some((entry, next_base)) = snapshot.at(i) else {
             return Ok(None);
         };
-        let seg = self.open_entry(entry, next_base)?;
-        let last = match entry.seal() {
-            Some(s) => s.last_timestamp,
-            None => self.last_timestamp(),
-        };
-        Ok(Some((seg, last)))
+        if let Some(seal) = entry.seal() {
+            return Ok(Some(seal.last_timestamp));
+        }
+        if entry.segment().is_some() {
+            // Open and unsealed: the active segment.
+            return Ok(Some(self.last_timestamp()));
+        }
+        self.open_entry(entry, next_base)?;
+        Ok(Some(entry.seal().map_or(self.last_timestamp(), |s| s.last_timestamp)))
     }
 
     /// The first message with a timestamp `>= ts`, if any.
@@ -77,16 +82,17 @@ impl Log {
         let (mut lo, mut hi) = (0usize, count);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            match self.segment_last_timestamp(&snapshot, mid)? {
-                Some((_, last)) if last < ts => lo = mid + 1,
+            match self.last_timestamp_of(&snapshot, mid)? {
+                Some(last) if last < ts => lo = mid + 1,
                 _ => hi = mid,
             }
         }
         let first = self.first_seq();
         for i in lo..count {
-            let Some((seg, _)) = self.segment_last_timestamp(&snapshot, i)? else {
+            let Some((entry, next_base)) = snapshot.at(i) else {
                 break;
             };
+            let seg = self.open_entry(entry, next_base)?;
             if let Some(seq) = seg.seq_at_or_after(ts)? {
                 return Ok(Some(seq.max(first)));
             }

@@ -165,7 +165,7 @@ impl Log {
                     report.problem(
                         path,
                         Some(e.offset as u64),
-                        format!("record {} does not validate: {}", cursor.expected, e.reason),
+                        format!("record {} does not validate: {}", cursor.expected, e.reason()),
                     );
                     return Ok(None);
                 }

@@ -196,7 +196,7 @@ impl Segment {
     fn read_checked(&self, offset: usize, expected: u64, crc: bool) -> Result<Read> {
         let frame = FrameCursor::new(self.seed, offset, expected)
             .peek(self.published_view(), crc)
-            .map_err(|e| self.corrupt(e.offset, e.reason))?;
+            .map_err(|e| self.corrupt(e.offset, e.reason()))?;
         if crc {
             // Extend the validated prefix when this record continues it.
             self.extend_trust(offset, frame.end());
@@ -226,7 +226,9 @@ impl Segment {
         let view = self.published_view();
         loop {
             let at = cursor.offset;
-            let frame = cursor.step(view, false).map_err(|e| self.corrupt(e.offset, e.reason))?;
+            let frame = cursor
+                .step(view, false)
+                .map_err(|e| self.corrupt(e.offset, e.reason()))?;
             if Read::of(frame.header, frame.end()).covers(seq) {
                 let crc = from_file || at >= self.trusted_end.load(Ordering::Acquire);
                 return Ok((at, self.read_checked(at, frame.header.seq, crc)?));
@@ -250,7 +252,9 @@ impl Segment {
         let view = self.published_view();
         while cursor.offset < view.end() {
             let at = cursor.offset;
-            let frame = cursor.step(view, false).map_err(|e| self.corrupt(e.offset, e.reason))?;
+            let frame = cursor
+                .step(view, false)
+                .map_err(|e| self.corrupt(e.offset, e.reason()))?;
             if frame.header.kind() == FrameKind::Message && frame.header.timestamp >= ts {
                 // The timestamp decided the answer: check it is real.
                 let crc = from_file || at >= self.trusted_end.load(Ordering::Acquire);
@@ -270,7 +274,9 @@ impl Segment {
         };
         let view = self.published_view();
         while cursor.offset < target && cursor.offset < view.end() {
-            cursor.step(view, false).map_err(|e| self.corrupt(e.offset, e.reason))?;
+            cursor
+                .step(view, false)
+                .map_err(|e| self.corrupt(e.offset, e.reason()))?;
         }
         Ok(cursor.expected)
     }

@@ -60,14 +60,17 @@ fn check_len(path: &Path, file_len: u64) -> Result<()> {
 /// repair scans) and validates its fixed header; in repair mode a damaged
 /// fixed header is rewritten from what the file name and directory say.
 pub(super) fn open_rw(env: &Env, channel_id: u64, base: u64, path: &Path) -> Result<OpenedRw> {
-    check_len(path, env.storage.file_len(path)?)?;
+    // Length and header are checked before the file is mapped.
+    let file_len = env.storage.file_len(path)?;
+    check_len(path, file_len)?;
+    let fixed = env.storage.read_at(path, 0, FIXED_LEN)?;
+    let problem = fixed_header_problem(&fixed, channel_id, base, file_len);
+    if let (Some(reason), false) = (&problem, env.opts.get_recovery_mode() == RecoveryMode::Repair) {
+        return Err(Error::corrupt(path, 0, reason.clone()));
+    }
     let (region, mut header, records) = env.storage.open_region(path, SEGMENT_HEADER_LEN)?;
     let len = region.len() as u64;
-    let fixed = header.read(0, FIXED_LEN).map_err(Error::io_at(IoOp::Read, path))?;
-    if let Some(reason) = fixed_header_problem(fixed, channel_id, base, len) {
-        if env.opts.get_recovery_mode() != RecoveryMode::Repair {
-            return Err(Error::corrupt(path, 0, reason));
-        }
+    if problem.is_some() {
         rewrite_fixed_header(&mut header, channel_id, base, len, path)?;
     }
     let newest = header
@@ -209,7 +212,7 @@ fn index_sealed(env: &Env, seg: &Segment, seal: &Slot) -> Result<()> {
             Error::corrupt(
                 &seg.path,
                 e.offset as u64,
-                format!("sealed segment damaged: {}", e.reason),
+                format!("sealed segment damaged: {}", e.reason()),
             )
         })?;
         let h = frame.header;

@@ -96,9 +96,9 @@ pub(super) fn scan(
             }
             Err(e) if cursor.offset < durable_end => {
                 if !repair {
-                    return Err(Error::corrupt(&seg.path, e.offset as u64, e.reason));
+                    return Err(Error::corrupt(&seg.path, e.offset as u64, e.reason()));
                 }
-                let (resume, resume_seq) = repair_span(seg, records, cursor, limit, durable, &e.reason)?;
+                let (resume, resume_seq) = repair_span(seg, records, cursor, limit, durable, &e.reason())?;
                 report.lost.push(LostRange {
                     first: cursor.expected,
                     last: resume_seq - 1,
@@ -108,7 +108,7 @@ pub(super) fn scan(
                 cursor = FrameCursor::new(seg.seed, resume, resume_seq);
             }
             Err(e) => {
-                stopped = Some((e.offset, e.reason));
+                stopped = Some((e.offset, e.reason()));
                 break;
             }
         }

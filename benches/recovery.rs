@@ -84,7 +84,7 @@ fn open_time(c: &mut Criterion) {
                         || restore(&images),
                         |()| {
                             let store = Store::open(dir.path(), opts()).expect("open");
-                            assert_eq!(store.recovery_report().len(), channels);
+                            assert_eq!(store.recovery_report().channels.len(), channels);
                             // Returned, so that closing it is not measured.
                             store
                         },

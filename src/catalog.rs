@@ -1,268 +1,218 @@
-//! The catalog: which channels exist, their ids, and the id high-water mark.
+//! The catalog: the store's root record of what exists and what durable
+//! state must be found (see `format::catalog`). One owner, one lock; every
+//! change is applied to a copy, written durably, then made current.
 //!
-//! Replaced atomically on every change: written to `catalog.tmp`, synced,
-//! renamed over `catalog`, directory synced. A crash leaves either the old
-//! or the new catalog, never a mix.
+//! Written twice per change, each atomically (temp file, fdatasync,
+//! rename, directory fsync): `catalog`, then `catalog.bak`. Strict open
+//! trusts only `catalog`; repair falls back to the backup when `catalog` is
+//! damaged or missing, and says so.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Arc;
 
-use crate::codec::ByteReader;
-use crate::error::{Error, Result};
-use crate::limits::Limits;
-use crate::storage::Storage;
+use parking_lot::Mutex;
 
-const MAGIC: &[u8; 8] = b"SPOOLCAT";
-const VERSION: u16 = 1;
-const HEADER_LEN: usize = 24;
-/// Refuse catalog files larger than this instead of allocating for them.
-const MAX_CATALOG_BYTES: u64 = 64 << 20;
-/// Longest channel name, in bytes.
-pub const MAX_NAME_LEN: usize = 255;
+use crate::env::Env;
+use crate::error::{Error, IoOp, Result};
+use crate::format::catalog::{decode, encode, CatalogData, MAX_CATALOG_BYTES};
+use crate::options::RecoveryMode;
 
-/// One channel's catalog entry.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct ChannelEntry {
-    pub id: u64,
-    /// First retained sequence (advanced by retention).
-    pub first_seq: u64,
-    /// The channel's own limits (overrides of the store defaults).
-    pub limits: Limits,
-}
+/// The catalog's file name in the store directory.
+pub(crate) const CATALOG_FILE: &str = "catalog";
+/// Its backup.
+pub(crate) const BACKUP_FILE: &str = "catalog.bak";
 
-fn ns(d: Option<Duration>) -> u64 {
-    d.map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-}
-
-fn encode_limits(out: &mut Vec<u8>, l: &Limits) {
-    let mask = u8::from(l.max_msgs.is_some())
-        | u8::from(l.max_bytes.is_some()) << 1
-        | u8::from(l.max_age.is_some()) << 2
-        | u8::from(l.max_subscribers.is_some()) << 3
-        | u8::from(l.max_inactivity.is_some()) << 4;
-    out.push(mask);
-    for v in [
-        l.max_msgs.unwrap_or(0),
-        l.max_bytes.unwrap_or(0),
-        ns(l.max_age),
-        l.max_subscribers.map_or(0, |n| n as u64),
-        ns(l.max_inactivity),
-    ] {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
-}
-
-fn decode_limits(c: &mut ByteReader<'_>) -> Option<Limits> {
-    let mask = c.u8()?;
-    if mask >> 5 != 0 {
-        return None;
-    }
-    let mut v = [0u64; 5];
-    for slot in &mut v {
-        *slot = c.u64()?;
-    }
-    let has = |bit: u8| mask & (1 << bit) != 0;
-    Some(Limits {
-        max_msgs: has(0).then_some(v[0]),
-        max_bytes: has(1).then_some(v[1]),
-        max_age: has(2).then(|| Duration::from_nanos(v[2])),
-        max_subscribers: if has(3) {
-            Some(usize::try_from(v[3]).ok()?)
-        } else {
-            None
-        },
-        max_inactivity: has(4).then(|| Duration::from_nanos(v[4])),
-    })
-}
-
-/// The decoded catalog.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// See the module docs.
 pub(crate) struct Catalog {
-    /// Next id to hand out; ids below it are never reused.
-    pub next_id: u64,
-    pub channels: BTreeMap<String, ChannelEntry>,
+    env: Arc<Env>,
+    data: Mutex<CatalogData>,
 }
 
-impl Default for Catalog {
-    fn default() -> Self {
-        Catalog {
-            next_id: 1,
-            channels: BTreeMap::new(),
-        }
-    }
+/// What opening the catalog found, for the recovery report.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct CatalogOpen {
+    /// Repair used the backup because `catalog` was damaged or missing
+    /// (with why).
+    pub restored_from_backup: Option<String>,
+    /// The catalog was written in format version 1 and was upgraded.
+    pub upgraded: bool,
 }
 
-/// Checks a channel name: non-empty UTF-8, at most 255 bytes, no NUL.
-pub(crate) fn validate_name(name: &str) -> Result<()> {
-    let reason = if name.is_empty() {
-        "a channel name cannot be empty"
-    } else if name.len() > MAX_NAME_LEN {
-        "a channel name is at most 255 bytes of UTF-8"
-    } else if name.contains('\0') {
-        "a channel name cannot contain NUL"
-    } else {
-        return Ok(());
-    };
-    Err(Error::InvalidName {
-        name: name.chars().take(64).collect(),
-        reason,
-    })
+/// A random 128-bit id (never 0).
+fn random_id(env: &Env) -> Result<u128> {
+    use std::io::Read;
+    let path = Path::new("/dev/urandom");
+    let mut bytes = [0u8; 16];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(Error::io_at(IoOp::Read, path))?;
+    let id = u128::from_le_bytes(bytes);
+    // The clock breaks the (astronomically unlikely) tie with 0.
+    Ok(if id == 0 { u128::from(env.opts.now_ns()) | 1 } else { id })
 }
 
 impl Catalog {
-    pub(crate) fn path(root: &Path) -> PathBuf {
-        root.join("catalog")
+    fn path(&self, name: &str) -> PathBuf {
+        self.env.root.join(name)
     }
 
-    pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(HEADER_LEN + self.channels.len() * 48);
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&VERSION.to_le_bytes());
-        out.extend_from_slice(&0u16.to_le_bytes());
-        out.extend_from_slice(&(self.channels.len() as u32).to_le_bytes());
-        out.extend_from_slice(&self.next_id.to_le_bytes());
-        for (name, e) in &self.channels {
-            out.extend_from_slice(&e.id.to_le_bytes());
-            out.extend_from_slice(&e.first_seq.to_le_bytes());
-            encode_limits(&mut out, &e.limits);
-            out.extend_from_slice(&(name.len() as u16).to_le_bytes());
-            out.extend_from_slice(name.as_bytes());
+    /// Reads the catalog of the store at `env.root`, or creates an empty one
+    /// when the directory holds no store yet. A catalog of format version 1
+    /// is upgraded (given an identity) and written back.
+    pub(crate) fn open(env: &Arc<Env>) -> Result<(Arc<Catalog>, CatalogOpen)> {
+        let storage = &env.storage;
+        let root = &env.root;
+        for leftover in [format!("{CATALOG_FILE}.tmp"), format!("{BACKUP_FILE}.tmp")] {
+            storage.remove_file(&root.join(leftover))?;
         }
-        let crc = crc32fast::hash(&out);
-        out.extend_from_slice(&crc.to_le_bytes());
-        out
-    }
-
-    pub(crate) fn decode(bytes: &[u8], path: &Path) -> Result<Catalog> {
-        let bad = |offset: usize, detail: &str| Error::corrupt(path, offset as u64, detail.to_string());
-        let body_len = bytes
-            .len()
-            .checked_sub(4)
-            .ok_or_else(|| bad(0, "catalog shorter than its checksum"))?;
-        let (body, crc) = bytes.split_at(body_len);
-        if crc32fast::hash(body).to_le_bytes() != crc {
-            return Err(bad(body_len, "catalog checksum mismatch"));
-        }
-        let mut c = ByteReader::new(body);
-        if c.take(8) != Some(MAGIC.as_slice()) {
-            return Err(bad(0, "not a spool catalog (bad magic)"));
-        }
-        let version = c.u16().ok_or_else(|| bad(8, "truncated header"))?;
-        if version != VERSION {
-            return Err(bad(8, &format!("catalog version {version} is not supported")));
-        }
-        let _reserved = c.u16();
-        let count = c.u32().ok_or_else(|| bad(12, "truncated header"))?;
-        let next_id = c.u64().ok_or_else(|| bad(16, "truncated header"))?;
-        let mut channels = BTreeMap::new();
-        for _ in 0..count {
-            let at = c.position();
-            let (Some(id), Some(first_seq)) = (c.u64(), c.u64()) else {
-                return Err(bad(at, "truncated channel entry"));
-            };
-            let limits = decode_limits(&mut c)
-                .filter(|l| l.validate().is_ok())
-                .ok_or_else(|| bad(at, "invalid channel limits"))?;
-            let len = c.u16().ok_or_else(|| bad(at, "truncated channel entry"))?;
-            let name = c
-                .take(usize::from(len))
-                .and_then(|b| std::str::from_utf8(b).ok())
-                .ok_or_else(|| bad(at, "channel name truncated or not UTF-8"))?;
-            if validate_name(name).is_err() || id >= next_id || id == 0 || first_seq == 0 {
-                return Err(bad(at, "invalid channel entry"));
+        let read = |name: &str| -> Result<Option<CatalogData>> {
+            let path = root.join(name);
+            if !storage.exists(&path) {
+                return Ok(None);
             }
-            if channels
-                .insert(name.to_string(), ChannelEntry { id, first_seq, limits })
-                .is_some()
-            {
-                return Err(bad(at, "duplicate channel name"));
-            }
-        }
-        if !c.is_done() {
-            return Err(bad(c.position(), "trailing bytes after the last channel"));
-        }
-        Ok(Catalog { next_id, channels })
-    }
-
-    /// Reads the catalog; `None` when there is none yet.
-    pub(crate) fn load(storage: &Storage, root: &Path) -> Result<Option<Catalog>> {
-        let path = Self::path(root);
-        if !storage.exists(&path) {
-            return Ok(None);
-        }
-        let bytes = storage.read_file(&path, MAX_CATALOG_BYTES)?;
-        Self::decode(&bytes, &path).map(Some)
-    }
-
-    /// Replaces the catalog durably (write temp, sync, rename, sync dir).
-    pub(crate) fn save(&self, storage: &Storage, root: &Path) -> Result<()> {
-        let path = Self::path(root);
-        let tmp = root.join("catalog.tmp");
-        storage.write_file(&tmp, &self.encode())?;
-        storage.sync_file(&tmp)?;
-        storage.rename(&tmp, &path)?;
-        storage.sync_dir(root)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sample() -> Catalog {
-        let mut c = Catalog {
-            next_id: 9,
-            channels: BTreeMap::new(),
+            let bytes = storage.read_file(&path, MAX_CATALOG_BYTES).map_err(|e| match e {
+                // A catalog that is a directory, or too large: damage.
+                Error::Io { source, .. } => Error::corrupt(&path, 0, format!("cannot be read as a catalog: {source}")),
+                other => other,
+            })?;
+            decode(&bytes, &path).map(Some)
         };
-        c.channels.insert(
-            "orders".into(),
-            ChannelEntry {
-                id: 3,
-                first_seq: 1,
-                limits: Limits::default(),
-            },
-        );
-        c.channels.insert(
-            "ünïcode".into(),
-            ChannelEntry {
-                id: 8,
-                first_seq: 500,
-                limits: Limits::default()
-                    .max_msgs(10)
-                    .max_age(Duration::from_secs(60))
-                    .max_subscribers(3),
-            },
-        );
-        c
-    }
-
-    #[test]
-    fn round_trip() {
-        let c = sample();
-        assert_eq!(Catalog::decode(&c.encode(), Path::new("catalog")).ok(), Some(c));
-    }
-
-    #[test]
-    fn every_truncation_and_flip_is_rejected() {
-        let bytes = sample().encode();
-        for cut in 0..bytes.len() {
-            assert!(Catalog::decode(&bytes[..cut], Path::new("c")).is_err(), "cut at {cut}");
+        let repair = env.opts.get_recovery_mode() == RecoveryMode::Repair;
+        let mut note = CatalogOpen::default();
+        let main = read(CATALOG_FILE);
+        let data = match main {
+            Ok(Some(data)) => data,
+            Ok(None) if !storage.exists(&root.join(BACKUP_FILE)) => {
+                let chans = root.join("channels");
+                if storage.exists(&chans) && !storage.list_dir(&chans)?.is_empty() {
+                    return Err(Error::corrupt(
+                        root.join(CATALOG_FILE),
+                        0,
+                        "the catalog is missing but channel directories exist",
+                    ));
+                }
+                let catalog = Arc::new(Catalog {
+                    data: Mutex::new(CatalogData::new(random_id(env)?)),
+                    env: Arc::clone(env),
+                });
+                catalog.save(&catalog.data.lock())?;
+                return Ok((catalog, note));
+            }
+            Ok(None) | Err(_) => {
+                let why = match &main {
+                    Err(e) => e.to_string(),
+                    _ => "the catalog is missing but its backup exists".to_string(),
+                };
+                if !repair {
+                    return Err(match main {
+                        Err(e) => e,
+                        _ => Error::corrupt(root.join(CATALOG_FILE), 0, why),
+                    });
+                }
+                match read(BACKUP_FILE) {
+                    Ok(Some(data)) => {
+                        note.restored_from_backup = Some(why);
+                        data
+                    }
+                    // Nothing at all can be read: refuse, naming the catalog.
+                    _ => {
+                        return Err(main.err().unwrap_or_else(|| {
+                            Error::corrupt(
+                                root.join(BACKUP_FILE),
+                                0,
+                                "neither the catalog nor its backup can be read",
+                            )
+                        }))
+                    }
+                }
+            }
+        };
+        let mut data = data;
+        let rewrite = data.store_id == 0 || note.restored_from_backup.is_some();
+        if data.store_id == 0 {
+            data.store_id = random_id(env)?;
+            note.upgraded = true;
         }
-        for i in 0..bytes.len() {
-            let mut b = bytes.clone();
-            b[i] ^= 0x01;
-            assert!(Catalog::decode(&b, Path::new("c")).is_err(), "flip at {i}");
+        let catalog = Arc::new(Catalog {
+            data: Mutex::new(data),
+            env: Arc::clone(env),
+        });
+        if rewrite {
+            catalog.save(&catalog.data.lock())?;
         }
+        Ok((catalog, note))
     }
 
-    #[test]
-    fn names() {
-        assert!(validate_name("a").is_ok());
-        assert!(validate_name(&"x".repeat(255)).is_ok());
-        assert!(validate_name(&"x".repeat(256)).is_err());
-        assert!(validate_name("").is_err());
-        assert!(validate_name("a\0b").is_err());
-        assert!(validate_name("with/slash and spaces").is_ok());
+    /// A copy of the current content.
+    pub(crate) fn snapshot(&self) -> CatalogData {
+        self.data.lock().clone()
+    }
+
+    /// The store's identity.
+    pub(crate) fn store_id(&self) -> u128 {
+        self.data.lock().store_id
+    }
+
+    /// Applies `change` to a copy; when it returns `Ok(true)` the copy is
+    /// written durably and becomes current. A failed write makes the store
+    /// read-only (the catalog's state on disk is then unknown). Returns what
+    /// `change` returned.
+    pub(crate) fn update(&self, change: impl FnOnce(&mut CatalogData) -> Result<bool>) -> Result<bool> {
+        let mut data = self.data.lock();
+        let mut next = data.clone();
+        if !change(&mut next)? {
+            return Ok(false);
+        }
+        self.env.sticky(self.save(&next))?;
+        *data = next;
+        Ok(true)
+    }
+
+    fn save(&self, data: &CatalogData) -> Result<()> {
+        let bytes = encode(data);
+        let storage = &self.env.storage;
+        for name in [CATALOG_FILE, BACKUP_FILE] {
+            let path = self.path(name);
+            let tmp = self.path(&format!("{name}.tmp"));
+            storage.write_file(&tmp, &bytes)?;
+            storage.sync_file(&tmp)?;
+            storage.rename(&tmp, &path)?;
+            storage.sync_dir(&self.env.root)?;
+        }
+        Ok(())
+    }
+
+    /// Records that the segment of channel `id` starting at `base` exists
+    /// durably and that everything before it is durable (before any record
+    /// in it is made durable). Nothing is written when the catalog already
+    /// knows; a deleted channel is ignored.
+    pub(crate) fn confirm_segment(&self, id: u64, base: u64) -> Result<()> {
+        self.update(|c| {
+            Ok(match c.by_id_mut(id) {
+                Some(e) if e.newest_base < base => {
+                    e.newest_base = base;
+                    e.durable_seq = e.durable_seq.max(base - 1);
+                    true
+                }
+                _ => false,
+            })
+        })
+        .map(|_| ())
+    }
+
+    /// Records, at a clean close, the last durable seq of each channel (by
+    /// id).
+    pub(crate) fn record_durable(&self, seqs: &[(u64, u64)]) -> Result<()> {
+        self.update(|c| {
+            let mut changed = false;
+            for &(id, seq) in seqs {
+                if let Some(e) = c.by_id_mut(id).filter(|e| e.durable_seq < seq) {
+                    e.durable_seq = seq;
+                    changed = true;
+                }
+            }
+            Ok(changed)
+        })
+        .map(|_| ())
     }
 }

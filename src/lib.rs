@@ -110,15 +110,16 @@ mod prefault;
 mod report;
 mod retention;
 mod segment;
+mod slots;
 mod storage;
 mod store;
 mod subscriptions;
 mod wakeup;
 
-pub use catalog::MAX_NAME_LEN;
 pub use channel::{Channel, ChannelStats, Delivery, QueueMember, QueueOptions, StartAt, Subscriber};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, IoOp, Result};
+pub use format::catalog::MAX_NAME_LEN;
 pub use format::SEGMENT_HEADER_LEN;
 pub use limits::Limits;
 pub use log::Messages;

@@ -4,7 +4,10 @@
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::format::segment::SEGMENT_HEADER_LEN;
+
+/// The smallest `max_bytes`: one segment header and one empty record
+/// (checked against the format in `format::segment`).
+pub(crate) const MIN_BYTES_LIMIT: u64 = 152;
 
 /// Limits of a channel. `None` means no limit; in a per-channel override it
 /// means "use the store default" (`Options::limits`).
@@ -79,7 +82,7 @@ impl Limits {
         if self.max_msgs == Some(0) {
             return bad("max_msgs", "0 would keep nothing; leave it unset for no limit".into());
         }
-        let min_bytes = (SEGMENT_HEADER_LEN + 24) as u64;
+        let min_bytes = MIN_BYTES_LIMIT;
         if let Some(b) = self.max_bytes.filter(|b| *b < min_bytes) {
             return bad(
                 "max_bytes",

@@ -38,6 +38,63 @@ pub struct ChannelRecovery {
     pub removed_files: Vec<PathBuf>,
 }
 
+/// What recovery found and did when a store was opened, from
+/// [`Store::recovery_report`](crate::Store::recovery_report). A store
+/// opened after a clean close has nothing to report.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RecoveryReport {
+    /// One entry per channel, in name order.
+    pub channels: Vec<ChannelRecovery>,
+    /// The subscribers log.
+    pub subscribers: SubscribersRecovery,
+    /// Repair restored the catalog from its backup, because of this damage.
+    pub catalog_restored: Option<String>,
+    /// Files written by an earlier format version that were upgraded.
+    pub upgraded: Vec<PathBuf>,
+}
+
+impl RecoveryReport {
+    /// The entry of channel `name`.
+    pub fn channel(&self, name: &str) -> Option<&ChannelRecovery> {
+        self.channels.iter().find(|c| c.name == name)
+    }
+
+    /// Whether repair lost anything: message ranges, subscriber commits, or
+    /// catalog changes.
+    pub fn lost_anything(&self) -> bool {
+        self.channels.iter().any(|c| !c.lost.is_empty())
+            || !self.subscribers.lost.is_empty()
+            || self.catalog_restored.is_some()
+    }
+}
+
+/// What recovery did to the subscribers log.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SubscribersRecovery {
+    /// An unsynced torn tail was cut at this offset (those commits were
+    /// never reported durable).
+    pub torn_tail: Option<u64>,
+    /// Subscribers and queue groups whose latest commit repair lost or
+    /// reverted.
+    pub lost: Vec<SubscriberLoss>,
+}
+
+/// A subscriber or queue group whose latest commit was lost to damage.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubscriberLoss {
+    /// Channel id.
+    pub channel_id: u64,
+    /// Subscriber (or queue group) name; empty when the damage hid it.
+    pub name: String,
+    /// The committed position it has now (`None`: it is gone, and
+    /// subscribing again starts from its start position).
+    pub reverted_to: Option<u64>,
+    /// What happened.
+    pub detail: String,
+}
+
 /// One problem found by [`Store::verify`](crate::Store::verify).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Problem {

@@ -72,7 +72,7 @@ fn flipped_bit_in_sealed_segment_is_corrupt_then_repaired() {
     // Repair: everything but the damaged message is kept, the loss reported.
     {
         let store = Store::open(dir.path(), small(8192).recovery_mode(RecoveryMode::Repair)).unwrap();
-        let lost = &store.recovery_report()[0].lost;
+        let lost = &store.recovery_report().channels[0].lost;
         assert_eq!(lost.len(), 1, "{lost:?}");
         assert_eq!((lost[0].first, lost[0].last), (damaged_seq, damaged_seq));
         assert_eq!(&lost[0].path, victim);
@@ -112,7 +112,7 @@ fn smashed_length_field_keeps_later_records() {
     fs::write(victim, &bytes).unwrap();
 
     let store = Store::open(dir.path(), small(8192).recovery_mode(RecoveryMode::Repair)).unwrap();
-    let lost = &store.recovery_report()[0].lost;
+    let lost = &store.recovery_report().channels[0].lost;
     assert_eq!((lost[0].first, lost[0].last), (base + 3, base + 3), "{lost:?}");
     let got = read_all_ok(&store);
     assert_eq!(got.len() as u64, N - 1);
@@ -171,7 +171,7 @@ fn damage_below_durable_watermark_of_active_segment() {
         other => panic!("expected Corrupt at open, got {other:?}"),
     }
     let store = Store::open(dir.path(), small(1 << 20).recovery_mode(RecoveryMode::Repair)).unwrap();
-    let lost = &store.recovery_report()[0].lost;
+    let lost = &store.recovery_report().channels[0].lost;
     assert_eq!((lost[0].first, lost[0].last), (50, 50));
     assert_eq!(read_all_ok(&store).len(), 100);
     assert_eq!(store.channel("c").unwrap().last_seq(), 101);
@@ -239,9 +239,25 @@ fn foreign_segment_does_not_validate() {
         other => panic!("expected Corrupt, got {other:?}"),
     }
     // Even with the header rewritten by repair, its records do not validate
-    // for this channel: the repair keeps nothing from it.
+    // for this channel: the repair keeps nothing from it, and reports the
+    // ten messages the catalog recorded as durable as lost.
     let store = Store::open(dir.path(), small(8192).recovery_mode(RecoveryMode::Repair)).unwrap();
-    assert_eq!(read_all(&store, "c").len(), 0);
+    let ch = store.channel("c").unwrap();
+    let lost: Vec<(u64, u64)> = store.recovery_report().channels[0]
+        .lost
+        .iter()
+        .map(|l| (l.first, l.last))
+        .collect();
+    assert_eq!(lost, vec![(1, 10)]);
+    assert!(matches!(
+        ch.get(5),
+        Err(Error::Lost {
+            first_lost: 1,
+            last_lost: 10,
+            ..
+        })
+    ));
+    assert_eq!(ch.publish(b"after").unwrap(), 11, "no seq is handed out twice");
 }
 
 #[test]

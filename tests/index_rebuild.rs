@@ -185,7 +185,7 @@ fn lying_index_of_the_last_segment() {
         let got = common::read_all(&store, "i");
         assert_eq!(got.len(), 500, "index claiming end {end}, next seq {next}");
         assert!(got.iter().all(|(s, p)| p == &payload(6, *s)));
-        assert_eq!(store.recovery_report()[0].torn_tail, None);
+        assert_eq!(store.recovery_report().channels[0].torn_tail, None);
         store.close().unwrap();
         assert_eq!(fs::read(&idx).unwrap(), honest, "close rewrites the true index");
     }

@@ -20,7 +20,7 @@ fn clean_reopen_scans_nothing() {
     drop(ch);
     store.close().unwrap();
     let store = open_sim(&sim, opts).unwrap();
-    assert_eq!(store.recovery_report()[0].scanned_bytes, 0);
+    assert_eq!(store.recovery_report().channels[0].scanned_bytes, 0);
     assert_eq!(read_all(&store, "c").len(), 3000);
 }
 
@@ -46,7 +46,7 @@ fn crash_recovery_scans_since_the_last_index_checkpoint() {
     drop(ch);
     drop(store);
     let store = open_sim(&crashed, opts).unwrap();
-    let report = &store.recovery_report()[0];
+    let report = &store.recovery_report().channels[0];
     assert!(
         report.scanned_bytes < 5 << 20,
         "scanned {} bytes of ~10 MB",

@@ -33,7 +33,7 @@ fn round_trip_and_restart() {
     let ch = store.channel("orders").unwrap();
     assert_eq!(ch.publish(b"after restart").unwrap(), 601);
     assert_eq!(ch.get(601).unwrap().payload(), b"after restart");
-    for report in store.recovery_report() {
+    for report in &store.recovery_report().channels {
         assert_eq!(report.torn_tail, None);
         assert!(report.lost.is_empty());
     }
@@ -223,7 +223,7 @@ fn write_through_under_always_round_trips() {
     }
     let store = Store::open(dir.path(), opts()).unwrap();
     assert_eq!(read_all(&store, "through"), expected);
-    for report in store.recovery_report() {
+    for report in &store.recovery_report().channels {
         assert!(report.lost.is_empty());
     }
     let ch = store.channel("through").unwrap();

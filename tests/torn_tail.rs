@@ -59,7 +59,7 @@ fn check_cut(fill: u8) {
         for (seq, p) in &got {
             assert_eq!(p, &payload(9, *seq));
         }
-        let torn = store.recovery_report()[0].torn_tail.clone();
+        let torn = store.recovery_report().channels[0].torn_tail.clone();
         let expected_cut = if intact { last_off + last_len } else { last_off };
         assert_eq!(torn.map(|t| t.1), Some(expected_cut as u64), "cut at {cut}");
 
@@ -76,7 +76,7 @@ fn check_cut(fill: u8) {
             let tag = if seq <= kept { 9 } else { 10 };
             assert_eq!(p, payload(tag, seq), "seq {seq} after cut {cut}");
         }
-        assert_eq!(store.recovery_report()[0].torn_tail, None, "clean reopen");
+        assert_eq!(store.recovery_report().channels[0].torn_tail, None, "clean reopen");
     }
 }
 

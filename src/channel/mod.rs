@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
-use crate::catalog::validate_name;
 use crate::error::{Error, Result};
+use crate::format::catalog::validate_name;
 use crate::limits::Limits;
 use crate::log::{Log, Messages};
 use crate::message::Message;
@@ -67,6 +67,17 @@ impl ChannelCore {
 
     pub(crate) fn set_own_limits(&self, limits: Limits) {
         *self.own_limits.write() = limits;
+    }
+
+    /// Under `SyncPolicy::Always`, makes the channel durable through `seq`
+    /// before a commit pointing at it is appended (a durable commit never
+    /// points past the durable log; under the other policies the sync of
+    /// the subscribers log keeps that order).
+    pub(crate) fn durable_before_commit(&self, seq: u64) -> Result<()> {
+        if self.log.env().opts.get_sync_policy() == crate::options::SyncPolicy::Always {
+            self.log.sync_through(seq)?;
+        }
+        Ok(())
     }
 
     /// Records subscriber activity (for `max_inactivity`).

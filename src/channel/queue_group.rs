@@ -362,7 +362,7 @@ impl QueueMember {
             Some(f) if f.member == self.id => {}
             _ => return Err(Error::NotDelivered { seq }),
         }
-        core.log.sync_through(seq)?;
+        core.durable_before_commit(seq)?;
         let mut after = GroupState {
             acked: st.acked.clone(),
             in_flight: BTreeMap::new(),
@@ -435,6 +435,7 @@ impl Group {
             None => {
                 check_new(&core, name)?;
                 let floor = start_seq(&core, start)? - 1;
+                core.durable_before_commit(floor)?;
                 core.subs.commit(
                     vec![Position {
                         channel_id: core.id(),

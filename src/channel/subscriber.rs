@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 use parking_lot::{Mutex, MutexGuard};
 
 use super::ChannelCore;
-use crate::catalog::validate_name;
 use crate::error::{Error, Result};
+use crate::format::catalog::validate_name;
 use crate::format::sublog::{Position, SubKind};
 use crate::log::Messages;
 use crate::message::Message;
-use crate::subscriptions::{Durable, InUse, SubKey, Subscriptions};
+use crate::subscriptions::{InUse, SubKey, Subscriptions};
 
 /// Where a subscriber starts the first time it is created. Afterwards it
 /// always resumes after its committed position.
@@ -125,8 +125,8 @@ impl Subscriber {
         core.log.check_live()?;
         let key: SubKey = (core.id(), name.to_string());
         let attached = core.subs.attach(key.clone(), core.name())?;
-        let durable = match core.subs.get(&key) {
-            Some(d) if d.kind == SubKind::Plain => d,
+        let (position, state) = match core.subs.get(&key) {
+            Some(d) if d.kind == SubKind::Plain => (d.position, d.state),
             Some(_) => {
                 return Err(Error::SubscriberKind {
                     name: name.to_string(),
@@ -136,6 +136,7 @@ impl Subscriber {
             None => {
                 check_new(&core, name)?;
                 let position = start_seq(&core, start)? - 1;
+                core.durable_before_commit(position)?;
                 let state: Arc<[u8]> = Arc::from(&[][..]);
                 core.subs.commit(
                     vec![Position {
@@ -147,20 +148,15 @@ impl Subscriber {
                     }],
                     Arc::clone(&state),
                 )?;
-                Durable {
-                    kind: SubKind::Plain,
-                    position,
-                    acked_above: Vec::new(),
-                    state,
-                }
+                (position, state)
             }
         };
         Ok(Subscriber {
             name: name.to_string(),
             st: Mutex::new(SubState {
-                next: durable.position + 1,
-                committed: durable.position,
-                state: durable.state,
+                next: position + 1,
+                committed: position,
+                state,
                 missed: 0,
                 cursor: None,
             }),
@@ -292,7 +288,7 @@ impl Subscriber {
     pub fn commit(&self, seq: u64, state: &[u8]) -> Result<()> {
         let mut st = self.live()?;
         let entry = self.check_commit(&st, seq, state.len())?;
-        self.core.log.sync_through(seq)?;
+        self.core.durable_before_commit(seq)?;
         let state: Arc<[u8]> = Arc::from(state);
         self.core.subs.commit(vec![entry], Arc::clone(&state))?;
         Self::committed_now(&mut st, seq, state);
@@ -390,7 +386,7 @@ pub(crate) fn commit_all(registry: &Arc<Subscriptions>, subs: &[(&Subscriber, u6
     }
     for (i, _) in &guards {
         let (sub, seq) = subs[*i];
-        sub.core.log.sync_through(seq)?;
+        sub.core.durable_before_commit(seq)?;
     }
     let state: Arc<[u8]> = Arc::from(state);
     registry.commit(entries, Arc::clone(&state))?;

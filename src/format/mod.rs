@@ -2,6 +2,7 @@
 //! I/O here): record frames, segment headers and names, subscribers-log
 //! records. docs/format.md documents every byte.
 
+pub(crate) mod catalog;
 pub(crate) mod frame;
 pub(crate) mod segment;
 pub(crate) mod sublog;

@@ -37,6 +37,9 @@ pub(crate) const SEGMENT_MAGIC: &[u8; 8] = b"SPOOLSEG";
 pub(crate) const SEGMENT_VERSION: u16 = 1;
 /// Bytes before the first record.
 pub const SEGMENT_HEADER_LEN: usize = 128;
+// `Limits` refuses a `max_bytes` below one header and one empty record.
+const _: () = assert!(SEGMENT_HEADER_LEN as u64 + 24 == crate::limits::MIN_BYTES_LIMIT);
+
 /// Bytes of the fixed part of the header.
 pub(crate) const FIXED_LEN: usize = 64;
 /// Bytes of one slot.

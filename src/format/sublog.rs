@@ -1,25 +1,112 @@
-//! The subscribers log: one append-only file per store holding every
-//! subscriber commit as a CRC-framed record. One record can hold the
-//! positions of several subscribers on several channels plus one state
-//! blob, which is what makes a multi-subscriber commit atomic: a record is
-//! either whole and valid, or it is a torn tail and ignored. See
-//! docs/format.md.
+//! The subscribers log: one file per store holding every subscriber commit
+//! as a record. One record can hold the positions of several subscribers
+//! on several channels plus one state blob, which is what makes a
+//! multi-subscriber commit atomic: a record is either whole and valid, or
+//! it is damage. See docs/format.md.
+//!
+//! Format version 2 (written now) lays the file out like a segment: a
+//! 128-byte header (a fixed part naming the store, the log's generation and
+//! its length, and the two durability slots segments have), then records
+//! in segment frames (`format::frame`) whose seq is the record number and
+//! whose payload is the record body; the file is preallocated and mapped.
+//! Version 1 (an append-only file of length+CRC records) is still read, to
+//! be rewritten as version 2.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::codec::ByteReader;
+use crate::codec::{u64_at, ByteReader};
 use crate::error::{Error, Result};
 
 /// File name, in the store's root.
 pub(crate) const LOG_FILE: &str = "subscribers";
 const MAGIC: &[u8; 8] = b"SPOOLSUB";
-const VERSION: u16 = 1;
-/// Bytes before the first record.
+const VERSION_1: u16 = 1;
+/// The version this build writes.
+pub(crate) const VERSION_2: u16 = 2;
+/// Version 1: bytes before the first record.
 pub(crate) const LOG_HEADER_LEN: usize = 16;
+/// Version 2: bytes before the first record (a fixed part and two slots).
+pub(crate) const V2_HEADER_LEN: usize = 128;
+const V2_FIXED_LEN: usize = 64;
 const RECORD_HEADER_LEN: usize = 8;
 const KIND_COMMIT: u8 = 1;
 const KIND_REMOVE: u8 = 2;
+
+/// The fixed part of a version 2 log's header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LogHeader {
+    /// Incremented by every rewrite; the catalog records the current one.
+    pub generation: u64,
+    /// The file's length (it is preallocated and never resized).
+    pub file_len: u64,
+    /// Record number of the first record in the file.
+    pub first_record: u64,
+    /// The store this log belongs to.
+    pub store_id: u128,
+}
+
+impl LogHeader {
+    pub(crate) fn encode(&self) -> [u8; V2_FIXED_LEN] {
+        let mut b = [0u8; V2_FIXED_LEN];
+        b[0..8].copy_from_slice(MAGIC);
+        b[8..10].copy_from_slice(&VERSION_2.to_le_bytes());
+        b[10..12].copy_from_slice(&(V2_HEADER_LEN as u16).to_le_bytes());
+        b[16..24].copy_from_slice(&self.generation.to_le_bytes());
+        b[24..32].copy_from_slice(&self.file_len.to_le_bytes());
+        b[32..40].copy_from_slice(&self.first_record.to_le_bytes());
+        b[40..56].copy_from_slice(&self.store_id.to_le_bytes());
+        let crc = crc32fast::hash(&b[..60]);
+        b[60..64].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// Decodes and checks magic, version, header length and CRC.
+    pub(crate) fn decode(b: &[u8]) -> std::result::Result<LogHeader, String> {
+        let fixed = b
+            .get(..V2_FIXED_LEN)
+            .ok_or("file shorter than a subscribers log header")?;
+        if fixed.get(..8) != Some(MAGIC.as_slice()) {
+            return Err("no subscribers log magic (not a spool subscribers log, or a zeroed header)".into());
+        }
+        if crate::codec::u32_at(fixed, 60) != Some(crc32fast::hash(&fixed[..60])) {
+            return Err("subscribers log header checksum mismatch".into());
+        }
+        let version = u16::from_le_bytes([fixed[8], fixed[9]]);
+        if version != VERSION_2 {
+            return Err(format!("subscribers log version {version} where 2 was expected"));
+        }
+        if usize::from(u16::from_le_bytes([fixed[10], fixed[11]])) != V2_HEADER_LEN {
+            return Err("subscribers log header length is not 128".into());
+        }
+        let id = fixed
+            .get(40..56)
+            .and_then(|b| b.try_into().ok())
+            .map(u128::from_le_bytes)
+            .unwrap_or(0);
+        Ok(LogHeader {
+            generation: u64_at(fixed, 16).unwrap_or(0),
+            file_len: u64_at(fixed, 24).unwrap_or(0),
+            first_record: u64_at(fixed, 32).unwrap_or(0),
+            store_id: id,
+        })
+    }
+}
+
+/// The CRC seed of a log's records and slots: records of another store or
+/// another generation of the log never validate.
+pub(crate) fn log_seed(store_id: u128, generation: u64) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(b"spool-subscribers");
+    h.update(&store_id.to_le_bytes());
+    h.update(&generation.to_le_bytes());
+    h.finalize()
+}
+
+/// The version of a log file, from its first bytes (`None`: not a log).
+pub(crate) fn version_of(bytes: &[u8]) -> Option<u16> {
+    (bytes.get(..8) == Some(MAGIC.as_slice())).then(|| u16::from_le_bytes([bytes[8], bytes[9]]))
+}
 
 /// Plain subscriber or queue group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,10 +134,12 @@ pub(crate) enum LogRecord {
     Remove { channel_id: u64, name: String },
 }
 
-pub(crate) fn file_header() -> [u8; LOG_HEADER_LEN] {
+/// Version 1: the file header.
+#[cfg(test)]
+pub(crate) fn file_header_v1() -> [u8; LOG_HEADER_LEN] {
     let mut h = [0u8; LOG_HEADER_LEN];
     h[..8].copy_from_slice(MAGIC);
-    h[8..10].copy_from_slice(&VERSION.to_le_bytes());
+    h[8..10].copy_from_slice(&VERSION_1.to_le_bytes());
     h
 }
 
@@ -59,8 +148,8 @@ fn put_name(out: &mut Vec<u8>, name: &str) {
     out.extend_from_slice(name.as_bytes());
 }
 
-/// Encodes a record with its length and CRC.
-pub(crate) fn encode(rec: &LogRecord) -> Vec<u8> {
+/// Encodes a record's body (both versions).
+pub(crate) fn encode_body(rec: &LogRecord) -> Vec<u8> {
     let mut body = Vec::new();
     match rec {
         LogRecord::Commit { entries, state } => {
@@ -89,6 +178,13 @@ pub(crate) fn encode(rec: &LogRecord) -> Vec<u8> {
             put_name(&mut body, name);
         }
     }
+    body
+}
+
+/// Version 1: a record with its length and CRC.
+#[cfg(test)]
+pub(crate) fn encode_v1(rec: &LogRecord) -> Vec<u8> {
+    let body = encode_body(rec);
     let len = (body.len() as u32).to_le_bytes();
     let mut h = crc32fast::Hasher::new();
     h.update(&len);
@@ -106,7 +202,8 @@ fn name(r: &mut ByteReader<'_>) -> Option<String> {
     (!s.is_empty() && s.len() <= 255 && !s.contains('\0')).then(|| s.to_string())
 }
 
-fn decode_body(body: &[u8]) -> Option<LogRecord> {
+/// Decodes a record's body; `None` if it does not parse.
+pub(crate) fn decode_body(body: &[u8]) -> Option<LogRecord> {
     let mut r = ByteReader::new(body);
     let rec = match r.u8()? {
         KIND_COMMIT => {
@@ -162,10 +259,10 @@ pub(crate) struct Decoded {
     pub valid_end: usize,
 }
 
-/// Decodes a whole log file. A record whose length or CRC does not check
-/// out ends the log (a torn append). A record with a valid CRC that does
-/// not parse is corruption.
-pub(crate) fn decode(bytes: &[u8], path: &Path) -> Result<Decoded> {
+/// Decodes a whole version 1 log file. A record whose length or CRC does
+/// not check out ends the log (version 1 cannot tell a torn append from
+/// damage). A record with a valid CRC that does not parse is corruption.
+pub(crate) fn decode_v1(bytes: &[u8], path: &Path) -> Result<Decoded> {
     if bytes.is_empty() {
         return Ok(Decoded {
             records: Vec::new(),
@@ -176,7 +273,7 @@ pub(crate) fn decode(bytes: &[u8], path: &Path) -> Result<Decoded> {
         return Err(Error::corrupt(path, 0, "not a spool subscribers log (bad magic)"));
     }
     let version = u16::from_le_bytes([bytes[8], bytes[9]]);
-    if version != VERSION {
+    if version != VERSION_1 {
         return Err(Error::corrupt(
             path,
             8,
@@ -243,17 +340,43 @@ mod tests {
     }
 
     fn file(records: &[LogRecord]) -> Vec<u8> {
-        let mut f = file_header().to_vec();
+        let mut f = file_header_v1().to_vec();
         for r in records {
-            f.extend(encode(r));
+            f.extend(encode_v1(r));
         }
         f
     }
 
     #[test]
+    fn bodies_round_trip() {
+        for r in sample() {
+            assert_eq!(decode_body(&encode_body(&r)), Some(r));
+        }
+    }
+
+    #[test]
+    fn v2_header_round_trip_and_damage() {
+        let h = LogHeader {
+            generation: 3,
+            file_len: 1 << 16,
+            first_record: 77,
+            store_id: 0xabcdef,
+        };
+        let b = h.encode();
+        assert_eq!(LogHeader::decode(&b), Ok(h));
+        for i in 0..b.len() {
+            let mut d = b;
+            d[i] ^= 0x04;
+            assert!(LogHeader::decode(&d).is_err(), "byte {i}");
+        }
+        assert_ne!(log_seed(1, 2), log_seed(1, 3));
+        assert_ne!(log_seed(1, 2), log_seed(2, 2));
+    }
+
+    #[test]
     fn round_trip() {
         let f = file(&sample());
-        let d = decode(&f, Path::new("s")).expect("decode");
+        let d = decode_v1(&f, Path::new("s")).expect("decode");
         assert_eq!(d.records, sample());
         assert_eq!(d.valid_end, f.len());
     }
@@ -261,9 +384,9 @@ mod tests {
     #[test]
     fn every_truncation_is_a_clean_prefix() {
         let f = file(&sample());
-        let first_end = LOG_HEADER_LEN + encode(&sample()[0]).len();
+        let first_end = LOG_HEADER_LEN + encode_v1(&sample()[0]).len();
         for cut in LOG_HEADER_LEN..f.len() {
-            let d = decode(&f[..cut], Path::new("s")).expect("decode");
+            let d = decode_v1(&f[..cut], Path::new("s")).expect("decode");
             let expect = if cut >= first_end { 1 } else { 0 };
             assert_eq!(d.records.len(), expect, "cut {cut}");
         }
@@ -275,7 +398,7 @@ mod tests {
         for i in LOG_HEADER_LEN..f.len() {
             let mut g = f.clone();
             g[i] ^= 0x20;
-            match decode(&g, Path::new("s")) {
+            match decode_v1(&g, Path::new("s")) {
                 Ok(d) => assert!(d.records.len() < 2, "flip at {i} went unnoticed"),
                 Err(Error::Corrupt { .. }) => {}
                 Err(e) => panic!("{e}"),
@@ -286,9 +409,9 @@ mod tests {
     #[test]
     fn bad_magic_is_corrupt() {
         assert!(matches!(
-            decode(b"NOTSPOOL........", Path::new("s")),
+            decode_v1(b"NOTSPOOL........", Path::new("s")),
             Err(Error::Corrupt { .. })
         ));
-        assert!(decode(&[], Path::new("s")).is_ok());
+        assert!(decode_v1(&[], Path::new("s")).is_ok());
     }
 }

@@ -146,6 +146,16 @@ impl Log {
     fn roll(&self, st: &mut LogState, need: usize) -> Result<()> {
         self.publish_written(st)?;
         if let Some(mut a) = st.active.take() {
+            // Its records become durable now: the catalog must know it first.
+            if !a.confirmed {
+                // A failed catalog write (a full disk, say) leaves the
+                // catalog as it was: the segment stays active.
+                if let Err(e) = self.catalog.confirm_segment(self.id, a.seg.base) {
+                    st.active = Some(a);
+                    return Err(e);
+                }
+                a.confirmed = true;
+            }
             match a.seal(st.next_seq, st.last_timestamp) {
                 Ok(seal) => {
                     self.commit.mark_durable(st.next_seq - 1);
@@ -174,7 +184,7 @@ impl Log {
         let seg = Arc::new(created.segment);
         self.table.push(SegmentEntry::opened(Arc::clone(&seg)));
         let slots = SlotWriter::new(created.header, None, seg.base);
-        let mut active = Active::new(seg, created.records, slots, SEGMENT_HEADER_LEN);
+        let mut active = Active::new(seg, created.records, slots, SEGMENT_HEADER_LEN, false);
         self.set_write_mode(&mut active)?;
         st.active = Some(active);
         Ok(())

@@ -28,8 +28,10 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use crate::catalog::Catalog;
 use crate::env::Env;
 use crate::error::{Error, Result};
+use crate::format::catalog::ChannelEntry;
 use crate::group_commit::GroupCommit;
 use crate::report::ChannelRecovery;
 use crate::wakeup::Arrivals;
@@ -43,6 +45,8 @@ use table::SegmentTable;
 /// See the module docs.
 pub(crate) struct Log {
     env: Arc<Env>,
+    /// Where the log records which of its segments must exist.
+    catalog: Arc<Catalog>,
     id: u64,
     name: String,
     dir: PathBuf,
@@ -64,9 +68,10 @@ pub(crate) struct Log {
 impl Log {
     /// A new, empty log (its directory exists): the first append creates
     /// its first segment.
-    pub(crate) fn create(env: Arc<Env>, id: u64, name: &str, dir: PathBuf) -> Arc<Log> {
+    pub(crate) fn create(env: Arc<Env>, catalog: Arc<Catalog>, id: u64, name: &str, dir: PathBuf) -> Arc<Log> {
         Arc::new(Log {
             env,
+            catalog,
             id,
             name: name.to_string(),
             dir,
@@ -87,18 +92,23 @@ impl Log {
     }
 
     /// Opens a log from its directory after a clean close or any crash
-    /// (see the `recover` module), with `first_seq` from the catalog.
+    /// (see the `recover` module), as its catalog `entry` describes it;
+    /// `floor` is a seq known durable from elsewhere (a durable subscriber
+    /// commit points at it).
     pub(crate) fn recover(
         env: Arc<Env>,
-        id: u64,
+        catalog: Arc<Catalog>,
         name: &str,
         dir: PathBuf,
-        first_seq: u64,
+        entry: &ChannelEntry,
+        floor: u64,
     ) -> Result<(Arc<Log>, ChannelRecovery)> {
-        let rec = recover::recover(&env, &dir, name, id, first_seq)?;
+        let id = entry.id;
+        let rec = recover::recover(&env, &dir, name, entry, floor)?;
         let last = rec.next_seq - 1;
         let log = Arc::new(Log {
             env,
+            catalog,
             id,
             name: name.to_string(),
             dir,

@@ -21,11 +21,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::error::{Error, IoOp, Result};
-use crate::format::segment::{Slot, SEGMENT_HEADER_LEN, SLOT_OFFSETS};
+use crate::format::segment::{Slot, SEGMENT_HEADER_LEN};
 use crate::index::Coverage;
-use crate::mmap::{HeaderToken, RecordsToken};
+use crate::mmap::RecordsToken;
 use crate::prefault::PrefaultCursor;
 use crate::segment::Segment;
+pub(super) use crate::slots::SlotWriter;
 
 /// Where the log is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,44 +39,6 @@ pub(super) enum Phase {
     Closed,
     /// The channel was deleted.
     Deleted,
-}
-
-/// Writes the two alternating header slots of one segment.
-pub(super) struct SlotWriter {
-    token: HeaderToken,
-    written: Slot,
-    next_slot: usize,
-}
-
-impl SlotWriter {
-    /// A writer for a segment whose newest valid slot is `newest` (and at
-    /// which of the two positions), or none.
-    pub(super) fn new(token: HeaderToken, newest: Option<(Slot, usize)>, base: u64) -> SlotWriter {
-        let (written, next_slot) = match newest {
-            Some((s, at)) => (s, 1 - at.min(1)),
-            None => (Slot::empty(base), 0),
-        };
-        SlotWriter {
-            token,
-            written,
-            next_slot,
-        }
-    }
-
-    /// Writes `slot` (with the next generation) over the older slot.
-    fn write(&mut self, seg: &Segment, slot: Slot) -> Result<()> {
-        let slot = Slot {
-            generation: self.written.next_generation(),
-            ..slot
-        };
-        let at = SLOT_OFFSETS[self.next_slot.min(1)];
-        self.token
-            .write(at, &slot.encode(seg.seed))
-            .map_err(Error::io_at(IoOp::WriteRecords, &seg.path))?;
-        self.written = slot;
-        self.next_slot = 1 - self.next_slot.min(1);
-        Ok(())
-    }
 }
 
 fn sync_range(seg: &Segment, end: usize) -> Result<()> {
@@ -101,6 +64,9 @@ pub(super) struct Active {
     pub prefault: PrefaultCursor,
     /// Records end covered by the last index file a sync wrote.
     pub index_checkpoint: usize,
+    /// The catalog records this segment as the channel's newest: none of
+    /// its records is made durable before that.
+    pub confirmed: bool,
 }
 
 /// A sync writes the active segment's index file again once this many bytes
@@ -118,8 +84,15 @@ fn slot(end: usize, next_seq: u64, last_timestamp: u64) -> Slot {
 }
 
 impl Active {
-    pub(super) fn new(seg: Arc<Segment>, records: RecordsToken, slots: SlotWriter, offset: usize) -> Active {
+    pub(super) fn new(
+        seg: Arc<Segment>,
+        records: RecordsToken,
+        slots: SlotWriter,
+        offset: usize,
+        confirmed: bool,
+    ) -> Active {
         Active {
+            confirmed,
             last_indexed: seg.index.last().map(|e| e.offset),
             prefault: PrefaultCursor::at(offset),
             index_checkpoint: offset,
@@ -133,20 +106,20 @@ impl Active {
     /// Whether the newest slot carries the clean mark.
     #[inline]
     pub(super) fn clean_marked(&self) -> bool {
-        self.slots.written.clean
+        self.slots.written().clean
     }
 
     /// Before the first write past a clean mark: durably withdraws it, so
     /// a crash cannot leave unchecked bytes past its end.
     pub(super) fn withdraw_clean_mark(&mut self) -> Result<()> {
-        if !self.slots.written.clean {
+        if !self.slots.written().clean {
             return Ok(());
         }
         let unmarked = Slot {
             clean: false,
-            ..self.slots.written
+            ..self.slots.written()
         };
-        self.slots.write(&self.seg, unmarked)?;
+        self.slots.write(self.seg.seed, &self.seg.path, unmarked)?;
         sync_header(&self.seg)
     }
 
@@ -154,12 +127,13 @@ impl Active {
     /// (durable with the next header msync). Nothing when the newest slot
     /// already covers it.
     pub(super) fn record_synced(&mut self, end: usize, next_seq: u64, last_timestamp: u64) -> Result<()> {
-        let w = self.slots.written;
+        let w = self.slots.written();
         if w.durable_end >= end as u64 || w.sealed {
             return Ok(());
         }
         // A clean mark stays only while nothing follows it.
-        self.slots.write(&self.seg, slot(end, next_seq, last_timestamp))
+        self.slots
+            .write(self.seg.seed, &self.seg.path, slot(end, next_seq, last_timestamp))
     }
 
     /// Syncs every record, then durably marks the segment sealed.
@@ -169,16 +143,16 @@ impl Active {
             sealed: true,
             ..slot(self.offset, next_seq, last_timestamp)
         };
-        self.slots.write(&self.seg, sealed)?;
+        self.slots.write(self.seg.seed, &self.seg.path, sealed)?;
         sync_header(&self.seg)?;
-        Ok(self.slots.written)
+        Ok(self.slots.written())
     }
 
     /// At close (or at the end of recovery), after a sync covering every
     /// record: durably records that nothing lies past them. Writes nothing
     /// when the newest slot already says so.
     pub(super) fn mark_clean(&mut self, next_seq: u64, last_timestamp: u64) -> Result<()> {
-        let w = self.slots.written;
+        let w = self.slots.written();
         if w.sealed || (w.clean && w.durable_end == self.offset as u64 && w.next_seq == next_seq) {
             return Ok(());
         }
@@ -186,7 +160,7 @@ impl Active {
             clean: true,
             ..slot(self.offset, next_seq, last_timestamp)
         };
-        self.slots.write(&self.seg, clean)?;
+        self.slots.write(self.seg.seed, &self.seg.path, clean)?;
         sync_header(&self.seg)
     }
 

@@ -32,16 +32,29 @@ impl Log {
             let st = self.state.lock();
             match st.phase {
                 Phase::Deleted => return Err(self.deleted_error()),
-                _ => st
-                    .active
-                    .as_ref()
-                    .map(|a| (Arc::clone(&a.seg), a.offset, st.next_seq, st.last_timestamp)),
+                _ => st.active.as_ref().map(|a| {
+                    (
+                        Arc::clone(&a.seg),
+                        a.offset,
+                        st.next_seq,
+                        st.last_timestamp,
+                        a.confirmed,
+                    )
+                }),
             }
         };
-        let Some((seg, end, next_seq, last_timestamp)) = snapshot else {
+        let Some((seg, end, next_seq, last_timestamp, confirmed)) = snapshot else {
             // No active segment: everything is in sealed, hence synced, segments.
             return Ok(self.last_seq());
         };
+        if !confirmed {
+            // Before any record of the segment is durable, the catalog
+            // records that it exists (and that all before it is durable).
+            self.catalog.confirm_segment(self.id, seg.base)?;
+            if let Some(a) = self.state.lock().active.as_mut().filter(|a| Arc::ptr_eq(&a.seg, &seg)) {
+                a.confirmed = true;
+            }
+        }
         seg.region
             .sync(0..end)
             .map_err(|e| self.env.fail(Error::io(IoOp::SyncMapping, &seg.path, e)))?;

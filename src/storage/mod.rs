@@ -21,50 +21,6 @@ pub(crate) enum Storage {
     Sim(Arc<sim::SimInner>),
 }
 
-/// A file written by appending (the subscribers log). Clones share the
-/// file, so one thread can sync it while another appends.
-#[derive(Clone)]
-pub(crate) enum LogFile {
-    Real(Arc<std::fs::File>, PathBuf),
-    Sim(Arc<sim::SimInner>, PathBuf),
-}
-
-impl LogFile {
-    fn path(&self) -> &Path {
-        match self {
-            LogFile::Real(_, p) | LogFile::Sim(_, p) => p,
-        }
-    }
-
-    /// Appends `data` at the end (not synced).
-    pub(crate) fn append(&mut self, data: &[u8]) -> Result<()> {
-        use std::io::Write;
-        let r = match self {
-            LogFile::Real(f, _) => (&**f).write_all(data),
-            LogFile::Sim(s, p) => s.append(p, data),
-        };
-        r.map_err(|e| Error::io(IoOp::WriteRecords, self.path(), e))
-    }
-
-    /// fdatasync.
-    pub(crate) fn sync(&self) -> Result<()> {
-        let r = match self {
-            LogFile::Real(f, _) => f.sync_data(),
-            LogFile::Sim(s, p) => s.sync_file(p),
-        };
-        r.map_err(|e| Error::io(IoOp::SyncFile, self.path(), e))
-    }
-
-    /// Cuts the file to `len` bytes (not synced).
-    pub(crate) fn truncate(&mut self, len: u64) -> Result<()> {
-        let r = match self {
-            LogFile::Real(f, _) => f.set_len(len),
-            LogFile::Sim(s, p) => s.set_len(p, len),
-        };
-        r.map_err(|e| Error::io(IoOp::Truncate, self.path(), e))
-    }
-}
-
 /// Held while a store is open; dropping it releases the lock.
 pub(crate) enum LockGuard {
     /// The locked file (the lock lives as long as it is open) and its path
@@ -181,24 +137,6 @@ impl Storage {
     ) -> Result<Arc<Region>> {
         dispatch!(self, s => s.open_region_readonly(path, records_start, published))
             .map_err(|e| Error::io(IoOp::Map, path, e))
-    }
-
-    /// Opens `path` for appending, creating it empty if missing.
-    pub(crate) fn open_log(&self, path: &Path) -> Result<LogFile> {
-        match self {
-            Storage::Real(_) => std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map(|f| LogFile::Real(Arc::new(f), path.to_path_buf()))
-                .map_err(|e| Error::io(IoOp::Open, path, e)),
-            Storage::Sim(s) => {
-                if !s.exists(path) {
-                    s.write_file(path, &[]).map_err(|e| Error::io(IoOp::Create, path, e))?;
-                }
-                Ok(LogFile::Sim(Arc::clone(s), path.to_path_buf()))
-            }
-        }
     }
 
     /// Takes the exclusive lock at `path`, writing our pid into it.

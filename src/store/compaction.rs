@@ -130,7 +130,7 @@ impl StoreShared {
             report.channels_trimmed += usize::from(moved);
             report.segments_deleted += deleted;
         }
-        report.subscribers_compacted = self.subs.compact_if_grown()?;
+        report.subscribers_compacted = self.subs.compact_if_due()?;
         Ok(report)
     }
 }

@@ -12,15 +12,16 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::catalog::{validate_name, Catalog, ChannelEntry};
+use crate::catalog::Catalog;
 use crate::channel::{commit_all, Channel, ChannelCore, Subscriber};
 use crate::env::Env;
 use crate::error::{Error, Result};
+use crate::format::catalog::{validate_name, ChannelEntry};
 use crate::limits::Limits;
 use crate::log::Log;
 use crate::options::{Options, SyncPolicy};
 use crate::prefault::Prefaulter;
-use crate::report::{ChannelRecovery, CompactionReport, VerifyReport};
+use crate::report::{CompactionReport, RecoveryReport, VerifyReport};
 use crate::storage::{LockGuard, Storage};
 use crate::subscriptions::Subscriptions;
 use compaction::Compactor;
@@ -46,16 +47,17 @@ pub struct Store {
 
 pub(crate) struct StoreShared {
     pub(crate) env: Arc<Env>,
-    catalog: Mutex<Catalog>,
+    pub(crate) catalog: Arc<Catalog>,
+    /// Held while a channel is created or deleted.
+    lifecycle: Mutex<()>,
     channels: RwLock<HashMap<String, Arc<ChannelCore>>>,
     flusher: Mutex<Option<Flusher>>,
     compactor: Mutex<Option<Compactor>>,
     prefaulter: Mutex<Option<Prefaulter>>,
     lock: Mutex<Option<LockGuard>>,
     closed: AtomicBool,
-    report: Vec<ChannelRecovery>,
+    report: RecoveryReport,
     pub(crate) subs: Arc<Subscriptions>,
-    subscribers_truncated: u64,
     /// Test hook: the next compaction pass panics.
     #[cfg(test)]
     pub(crate) panic_next_compaction: AtomicBool,
@@ -104,30 +106,23 @@ impl Store {
         let lock = storage.lock(&root.join("LOCK"))?;
         let env = Arc::new(Env::new(root.clone(), opts.clone(), storage.clone()));
 
-        let chans = channels_dir(&root);
-        let catalog = match Catalog::load(&storage, &root)? {
-            Some(c) => c,
-            None => {
-                if storage.exists(&chans) && !storage.list_dir(&chans)?.is_empty() {
-                    return Err(Error::corrupt(
-                        Catalog::path(&root),
-                        0,
-                        "the catalog is missing but channel directories exist",
-                    ));
-                }
-                let c = Catalog::default();
-                c.save(&storage, &root)?;
-                c
-            }
+        let (catalog, catalog_note) = Catalog::open(&env)?;
+        let mut report = RecoveryReport {
+            catalog_restored: catalog_note.restored_from_backup,
+            ..RecoveryReport::default()
         };
-        storage.remove_file(&root.join("catalog.tmp"))?;
+        if catalog_note.upgraded {
+            report.upgraded.push(root.join(crate::catalog::CATALOG_FILE));
+        }
+        let data = catalog.snapshot();
+        let chans = channels_dir(&root);
         if !storage.exists(&chans) {
             storage.create_dir_all(&chans)?;
             storage.sync_dir(&root)?;
         }
         // Directories of deleted channels (or of a delete cut short by a
         // crash) are removed: their ids are never handed out again.
-        let live: Vec<u64> = catalog.channels.values().map(|e| e.id).collect();
+        let live: Vec<u64> = data.channels.values().map(|e| e.id).collect();
         let mut removed = false;
         for name in storage.list_dir(&chans)? {
             let orphan = name.parse::<u64>().is_ok_and(|id| !live.contains(&id));
@@ -140,20 +135,40 @@ impl Store {
             storage.sync_dir(&chans)?;
         }
 
-        let live_ids = catalog.channels.values().map(|e| e.id).collect();
-        let (subs, subscribers_truncated) = Subscriptions::open(Arc::clone(&env), &live_ids)?;
-        let mut channels = HashMap::new();
-        let mut report = Vec::new();
-        for (name, entry) in &catalog.channels {
-            let dir = channel_dir(&root, entry.id);
-            let (log, recovered) = Log::recover(Arc::clone(&env), entry.id, name, dir, entry.first_seq)?;
-            report.push(recovered);
-            channels.insert(name.clone(), ChannelCore::new(log, Arc::clone(&subs), entry.limits));
+        // The subscribers log is read first: its durable commits are
+        // witnesses of how far each channel was durable.
+        let repair = opts.get_recovery_mode() == crate::options::RecoveryMode::Repair;
+        let log_scan = crate::subscriptions::scan(&env, &data, repair)?;
+        if matches!(log_scan.source, crate::subscriptions::ScanSource::V1 { .. }) {
+            report.upgraded.push(log_scan.path.clone());
         }
+        let floors = log_scan.durable_floors();
+        let mut channels = HashMap::new();
+        let mut last_seqs = HashMap::new();
+        for (name, entry) in &data.channels {
+            let dir = channel_dir(&root, entry.id);
+            let floor = floors.get(&entry.id).copied().unwrap_or(0);
+            let (log, recovered) = Log::recover(Arc::clone(&env), Arc::clone(&catalog), name, dir, entry, floor)?;
+            report.channels.push(recovered);
+            last_seqs.insert(entry.id, log.last_seq());
+            channels.insert(name.clone(), (log, entry.limits));
+        }
+        let subs = Subscriptions::open(
+            Arc::clone(&env),
+            Arc::clone(&catalog),
+            log_scan,
+            &last_seqs,
+            &mut report.subscribers,
+        )?;
+        let channels = channels
+            .into_iter()
+            .map(|(name, (log, limits))| (name, ChannelCore::new(log, Arc::clone(&subs), limits)))
+            .collect();
 
         let shared = Arc::new(StoreShared {
             env,
-            catalog: Mutex::new(catalog),
+            catalog,
+            lifecycle: Mutex::new(()),
             channels: RwLock::new(channels),
             flusher: Mutex::new(None),
             compactor: Mutex::new(None),
@@ -162,7 +177,6 @@ impl Store {
             closed: AtomicBool::new(false),
             report,
             subs,
-            subscribers_truncated,
             #[cfg(test)]
             panic_next_compaction: AtomicBool::new(false),
         });
@@ -201,27 +215,26 @@ impl Store {
             return Ok(Channel { core: Arc::clone(core) });
         }
         let env = &shared.env;
-        let mut catalog = shared.catalog.lock();
+        let _lifecycle = shared.lifecycle.lock();
         if let Some(core) = shared.channels.read().get(name) {
             return Ok(Channel { core: Arc::clone(core) });
         }
         // The name may already be in the catalog if an earlier call saved it
         // and then failed to create the directory.
-        let entry = match catalog.channels.get(name) {
-            Some(entry) => entry.clone(),
-            None => {
-                let entry = ChannelEntry {
-                    id: catalog.next_id,
-                    first_seq: 1,
-                    limits,
-                };
-                let mut next = catalog.clone();
-                next.next_id += 1;
-                next.channels.insert(name.to_string(), entry.clone());
-                env.sticky(next.save(&env.storage, &env.root))?;
-                *catalog = next;
-                entry
+        let mut entry = None;
+        shared.catalog.update(|c| {
+            if let Some(e) = c.channels.get(name) {
+                entry = Some(e.clone());
+                return Ok(false);
             }
+            let e = ChannelEntry::new(c.next_id, limits);
+            c.next_id += 1;
+            c.channels.insert(name.to_string(), e.clone());
+            entry = Some(e);
+            Ok(true)
+        })?;
+        let Some(entry) = entry else {
+            return Err(Error::NoSuchChannel { name: name.to_string() });
         };
         let dir = channel_dir(&env.root, entry.id);
         env.sticky(
@@ -229,7 +242,7 @@ impl Store {
                 .create_dir_all(&dir)
                 .and_then(|()| env.storage.sync_dir(&channels_dir(&env.root))),
         )?;
-        let log = Log::create(Arc::clone(env), entry.id, name, dir);
+        let log = Log::create(Arc::clone(env), Arc::clone(&shared.catalog), entry.id, name, dir);
         let core = ChannelCore::new(log, Arc::clone(&shared.subs), entry.limits);
         shared.channels.write().insert(name.to_string(), Arc::clone(&core));
         Ok(Channel { core })
@@ -240,16 +253,14 @@ impl Store {
     pub fn set_channel_limits(&self, name: &str, limits: Limits) -> Result<()> {
         validate_name(name)?;
         limits.validate()?;
-        let env = &self.shared.env;
-        env.check_writable()?;
-        let mut catalog = self.shared.catalog.lock();
-        let mut next = catalog.clone();
-        let Some(entry) = next.channels.get_mut(name) else {
-            return Err(Error::NoSuchChannel { name: name.to_string() });
-        };
-        entry.limits = limits;
-        env.sticky(next.save(&env.storage, &env.root))?;
-        *catalog = next;
+        self.shared.env.check_writable()?;
+        self.shared.catalog.update(|c| match c.channels.get_mut(name) {
+            Some(entry) => {
+                entry.limits = limits;
+                Ok(true)
+            }
+            None => Err(Error::NoSuchChannel { name: name.to_string() }),
+        })?;
         if let Some(core) = self.shared.channels.read().get(name) {
             core.set_own_limits(limits);
         }
@@ -269,7 +280,15 @@ impl Store {
 
     /// Names of all channels, sorted.
     pub fn channel_names(&self) -> Vec<String> {
-        self.shared.catalog.lock().channels.keys().cloned().collect()
+        self.shared.catalog.snapshot().channels.into_keys().collect()
+    }
+
+    /// The store's identity: a random 128-bit number fixed when the store
+    /// was created, kept by copies of it (a backup opens with the same
+    /// identity). With a channel's id and a seq it names a message
+    /// uniquely, for example as a deduplication id downstream.
+    pub fn store_id(&self) -> u128 {
+        self.shared.catalog.store_id()
     }
 
     /// Deletes a channel and its data. Durable when this returns: after any
@@ -294,14 +313,8 @@ impl Store {
     /// every subscriber commit made so far.
     pub fn sync(&self) -> Result<()> {
         self.shared.env.check_writable()?;
-        for core in self.shared.channel_list() {
-            match core.log.sync() {
-                // Deleted meanwhile: nothing of it needs to be durable.
-                Err(Error::ChannelDeleted { .. }) => {}
-                other => other?,
-            }
-        }
-        self.shared.subs.sync()
+        let shared = &self.shared;
+        shared.subs.sync_with(|| shared.sync_channels(false))
     }
 
     /// Commits several subscribers (on one or several channels of this
@@ -323,13 +336,11 @@ impl Store {
         self.shared.verify()
     }
 
-    /// Bytes of a torn tail cut from the subscribers log at open.
-    pub fn subscribers_log_truncated(&self) -> u64 {
-        self.shared.subscribers_truncated
-    }
-
-    /// What recovery found and did when this store was opened.
-    pub fn recovery_report(&self) -> &[ChannelRecovery] {
+    /// What recovery found and did when this store was opened: per
+    /// channel, torn tails cut and (with `RecoveryMode::Repair`) the ranges
+    /// lost; subscribers whose commits were lost; a catalog restored from
+    /// its backup; files upgraded from an older format.
+    pub fn recovery_report(&self) -> &RecoveryReport {
         &self.shared.report
     }
 
@@ -368,14 +379,11 @@ impl StoreShared {
         validate_name(name)?;
         let env = &self.env;
         env.check_writable()?;
-        let mut catalog = self.catalog.lock();
-        if !catalog.channels.contains_key(name) {
-            return Err(Error::NoSuchChannel { name: name.to_string() });
-        }
-        let mut next = catalog.clone();
-        next.channels.remove(name);
-        env.sticky(next.save(&env.storage, &env.root))?;
-        *catalog = next;
+        let _lifecycle = self.lifecycle.lock();
+        self.catalog.update(|c| match c.channels.remove(name) {
+            Some(_) => Ok(true),
+            None => Err(Error::NoSuchChannel { name: name.to_string() }),
+        })?;
         let core = self.channels.write().remove(name);
         if let Some(core) = core {
             // Waits for an append in progress; later ones are refused.
@@ -393,34 +401,45 @@ impl StoreShared {
 
     /// Durably records new first retained seqs (retention), by channel id.
     pub(crate) fn record_first_seqs(&self, firsts: &[(u64, u64)]) -> Result<()> {
-        let mut catalog = self.catalog.lock();
-        let mut next = catalog.clone();
-        for entry in next.channels.values_mut() {
-            if let Some((_, first)) = firsts.iter().find(|(id, _)| *id == entry.id) {
-                entry.first_seq = entry.first_seq.max(*first);
+        self.catalog
+            .update(|c| {
+                let mut changed = false;
+                for &(id, first) in firsts {
+                    if let Some(e) = c.by_id_mut(id).filter(|e| e.first_seq < first) {
+                        e.first_seq = first;
+                        changed = true;
+                    }
+                }
+                Ok(changed)
+            })
+            .map(|_| ())
+    }
+
+    /// Syncs every channel (a sync of the subscribers log runs this after
+    /// fixing what it covers, before writing).
+    fn sync_channels(&self, only_dirty: bool) -> Result<()> {
+        for core in self.channel_list() {
+            if only_dirty && core.log.last_seq() <= core.log.durable_seq() {
+                continue;
+            }
+            match core.log.sync() {
+                // Deleted meanwhile: nothing of it needs to be durable.
+                Err(Error::ChannelDeleted { .. }) => {}
+                other => other?,
             }
         }
-        self.env.sticky(next.save(&self.env.storage, &self.env.root))?;
-        *catalog = next;
         Ok(())
     }
 
     /// Syncs channels with data not yet durable, then the subscribers log
-    /// (the flusher's pass). Channels first, so that a durable commit never
-    /// points past the durable log.
+    /// (the flusher's pass), in the order that keeps every durable commit
+    /// inside the durable logs.
     pub(crate) fn sync_dirty(&self) -> Result<()> {
-        for core in self.channel_list() {
-            if core.log.last_seq() > core.log.durable_seq() {
-                match core.log.sync() {
-                    Err(Error::ChannelDeleted { .. }) => {}
-                    other => other?,
-                }
-            }
-        }
         if self.subs.is_dirty() {
-            self.subs.sync()?;
+            self.subs.sync_with(|| self.sync_channels(true))
+        } else {
+            self.sync_channels(true)
         }
-        Ok(())
     }
 
     fn close(&self) -> Result<()> {
@@ -443,16 +462,23 @@ impl StoreShared {
         let channels = self.channel_list();
         let mut result = self.env.check_failed();
         if result.is_ok() {
-            // Each log drains its writer, syncs, then marks itself clean.
-            for core in &channels {
-                if let Err(e) = core.log.close() {
-                    result = Err(e);
-                    break;
+            // Each log drains its writer, syncs, then marks itself clean;
+            // the subscribers log fixes what it covers first.
+            result = self.subs.sync_with(|| {
+                for core in &channels {
+                    core.log.close()?;
                 }
-            }
+                Ok(())
+            });
         }
         if result.is_ok() {
-            result = self.subs.sync();
+            result = self.subs.close();
+        }
+        if result.is_ok() {
+            // What each channel holds is durable: recorded, so that a
+            // missing or shortened file is never taken for less data.
+            let seqs: Vec<(u64, u64)> = channels.iter().map(|c| (c.id(), c.log.last_seq())).collect();
+            result = self.catalog.record_durable(&seqs);
         }
         for core in &channels {
             core.log.arrivals.wake();

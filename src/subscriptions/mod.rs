@@ -1,19 +1,36 @@
 //! The store's durable subscriber state: replayed from the subscribers log
-//! at open, updated by commits, compacted by rewriting the log.
+//! at open, updated by commits, compacted by rewriting the log into a new
+//! generation.
+//!
+//! Durability order: a commit record is made durable only after every
+//! channel it points into is durable through its position. Under
+//! `SyncPolicy::Always` the commit syncs its channel before appending;
+//! otherwise a sync of the log first takes the end it will cover, then
+//! syncs every channel, then the log (`sync_with`), so no durable commit
+//! ever points past the durable log.
+
+mod file;
+mod recover;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use crate::catalog::Catalog;
 use crate::env::Env;
 use crate::error::{Error, Result};
-use crate::format::sublog::{self as log, LogRecord, Position, SubKind, LOG_FILE, LOG_HEADER_LEN};
+use crate::format::frame::frame_len;
+use crate::format::sublog::{encode_body, log_seed, LogHeader, LogRecord, Position, SubKind, LOG_FILE, V2_HEADER_LEN};
 use crate::group_commit::GroupCommit;
 use crate::options::SyncPolicy;
-use crate::storage::LogFile;
+use crate::report::{SubscriberLoss, SubscribersRecovery};
+use file::LogFile;
+use recover::Source;
+pub(crate) use recover::{scan, LogScan, Source as ScanSource};
 
 /// Identifies a durable subscriber: channel incarnation and name.
 pub(crate) type SubKey = (u64, String);
@@ -25,32 +42,28 @@ pub(crate) struct Durable {
     pub position: u64,
     pub acked_above: Vec<(u64, u64)>,
     pub state: Arc<[u8]>,
+    /// When it was committed (clock ns; 0 when unknown).
+    pub committed_at: u64,
+    /// Number of the log record holding it.
+    recno: u64,
 }
 
-/// Rewrite the log once it is this large and mostly superseded records.
-const COMPACT_MIN_BYTES: u64 = 1 << 20;
+/// Smallest log file: a store with a few subscribers stays small on disk.
+const MIN_CAPACITY: usize = 64 << 10;
+/// Largest log file the capacity rule picks by itself.
+const MAX_CAPACITY: usize = 1 << 30;
 
 struct LogState {
     file: LogFile,
-    len: u64,
-    /// Records appended so far (numbering for group commit).
-    appended: u64,
-    /// Compact inline when the file reaches this size.
-    compact_at: u64,
-    /// Size right after the last rewrite (or at open).
-    compacted_len: u64,
-}
-
-/// The compaction thread rewrites the log only past this size.
-const BACKGROUND_COMPACT_MIN_BYTES: u64 = 64 << 10;
-
-fn compaction_threshold(len: u64) -> u64 {
-    COMPACT_MIN_BYTES.max(len.saturating_mul(4))
+    /// When the file was last rewritten: rewrites coming faster than one a
+    /// second grow it.
+    rewritten_at: Instant,
 }
 
 /// Durable subscriber state of one store.
 pub(crate) struct Subscriptions {
     env: Arc<Env>,
+    catalog: Arc<Catalog>,
     path: PathBuf,
     log: Mutex<LogState>,
     /// Syncs of the log; its tickets are record numbers.
@@ -73,58 +86,294 @@ impl Drop for InUse {
     }
 }
 
+/// The highest seq a commit entry points at.
+fn top(p: &Position) -> u64 {
+    p.acked_above.iter().map(|r| r.1).fold(p.position, u64::max)
+}
+
+fn apply(durable: &mut HashMap<SubKey, Durable>, recno: u64, timestamp: u64, rec: LogRecord) {
+    match rec {
+        LogRecord::Commit { entries, state } => {
+            for e in entries {
+                durable.insert(
+                    (e.channel_id, e.name),
+                    Durable {
+                        kind: e.kind,
+                        position: e.position,
+                        acked_above: e.acked_above,
+                        state: Arc::clone(&state),
+                        committed_at: timestamp,
+                        recno,
+                    },
+                );
+            }
+        }
+        LogRecord::Remove { channel_id, name } => {
+            durable.remove(&(channel_id, name));
+        }
+    }
+}
+
+fn commit_record(key: &SubKey, d: &Durable) -> LogRecord {
+    LogRecord::Commit {
+        entries: vec![Position {
+            channel_id: key.0,
+            name: key.1.clone(),
+            kind: d.kind,
+            position: d.position,
+            acked_above: d.acked_above.clone(),
+        }],
+        state: Arc::clone(&d.state),
+    }
+}
+
+/// The records a strict (or, with `repair`, a salvaging) read of a version
+/// 2 log image finds, for the fuzz targets.
+#[cfg(any(test, feature = "fuzz"))]
+pub(crate) fn walk_image(
+    path: &std::path::Path,
+    bytes: &[u8],
+    header: LogHeader,
+    seed: u32,
+    newest: Option<(crate::format::segment::Slot, usize)>,
+    repair: bool,
+) -> Result<Vec<LogRecord>> {
+    let scan = recover::walk(path, bytes, header, seed, newest, repair)?;
+    Ok(scan.records.into_iter().map(|s| s.record).collect())
+}
+
+/// The record number a new file starts at: after every record the durable
+/// state came from.
+fn scan_next_record(durable: &HashMap<SubKey, Durable>) -> u64 {
+    durable.values().map(|d| d.recno + 1).max().unwrap_or(1)
+}
+
+/// Writes the next generation of the log holding one record per subscriber
+/// of `durable` (numbered from `first_record`): a temp file, synced and
+/// marked clean, renamed over the log, the directory synced, then the
+/// catalog records the generation. Sized for the records plus `extra`
+/// bytes of body, four times over (at least 64 KiB), and at least twice
+/// `grow` (the size of a file that filled up less than a second after it
+/// was written).
+fn write_generation(
+    env: &Env,
+    catalog: &Catalog,
+    path: &std::path::Path,
+    durable: &HashMap<SubKey, Durable>,
+    first_record: u64,
+    extra: usize,
+    grow: Option<usize>,
+) -> Result<LogFile> {
+    let mut keys: Vec<&SubKey> = durable.keys().collect();
+    keys.sort();
+    let live: Vec<(u64, Vec<u8>)> = keys
+        .iter()
+        .map(|k| (durable[*k].committed_at, encode_body(&commit_record(k, &durable[*k]))))
+        .collect();
+    let live_bytes: usize = live.iter().map(|(_, b)| frame_len(b.len())).sum::<usize>() + frame_len(extra);
+    let mut capacity = (V2_HEADER_LEN + 4 * live_bytes)
+        .next_power_of_two()
+        .clamp(MIN_CAPACITY, MAX_CAPACITY);
+    if let Some(old) = grow {
+        capacity = capacity.max(old.saturating_mul(2)).min(MAX_CAPACITY);
+    }
+    capacity = capacity.max((V2_HEADER_LEN + live_bytes).next_power_of_two());
+    let data = catalog.snapshot();
+    let header = LogHeader {
+        generation: data.subs_generation + 1,
+        file_len: capacity as u64,
+        first_record,
+        store_id: data.store_id,
+    };
+    let tmp = env.root.join(format!("{LOG_FILE}.tmp"));
+    let seed = log_seed(header.store_id, header.generation);
+    let mut file = LogFile::create(&env.storage, &tmp, header, seed, &live)?;
+    env.storage.rename(&tmp, path)?;
+    env.storage.sync_dir(&env.root)?;
+    file.path = path.to_path_buf();
+    catalog.update(|c| {
+        let changed = c.subs_generation != header.generation;
+        c.subs_generation = header.generation;
+        Ok(changed)
+    })?;
+    Ok(file)
+}
+
 impl Subscriptions {
-    /// Replays the log, keeping only subscribers of the live channel ids,
-    /// and cuts a torn tail. Returns the bytes cut.
-    pub(crate) fn open(env: Arc<Env>, live_ids: &HashSet<u64>) -> Result<(Arc<Subscriptions>, u64)> {
+    /// Builds the durable state from the log as `scan` found it, once the
+    /// channels are recovered (`last_seqs`: last seq of each live channel
+    /// id). Records past the log's durable watermark that point past their
+    /// channel's end are a torn tail and are cut; anything repair lost is
+    /// reported. The log is rewritten when it must be (format upgrade,
+    /// repair, an unrecorded generation).
+    pub(crate) fn open(
+        env: Arc<Env>,
+        catalog: Arc<Catalog>,
+        scan: LogScan,
+        last_seqs: &HashMap<u64, u64>,
+        report: &mut SubscribersRecovery,
+    ) -> Result<Arc<Subscriptions>> {
         let storage = &env.storage;
-        let path = env.root.join(LOG_FILE);
         storage.remove_file(&env.root.join(format!("{LOG_FILE}.tmp")))?;
-        let bytes = if storage.exists(&path) {
-            storage.read_file(&path, u64::MAX)?
-        } else {
-            Vec::new()
+        let mut durable: HashMap<SubKey, Durable> = HashMap::new();
+        let mut cut: Option<(usize, u64)> = None;
+        for s in scan.records {
+            let beyond = match &s.record {
+                LogRecord::Commit { entries, .. } => entries
+                    .iter()
+                    .any(|e| last_seqs.get(&e.channel_id).is_some_and(|last| top(e) > *last)),
+                LogRecord::Remove { .. } => false,
+            };
+            if beyond && s.recno >= scan.durable_before {
+                // Never durable, and its channel lost the messages it points
+                // at in the same crash: the tail ends here.
+                cut = Some((s.offset, s.recno));
+                break;
+            }
+            apply(&mut durable, s.recno, s.timestamp, s.record);
+        }
+        durable.retain(|(id, _), _| last_seqs.contains_key(id));
+        // Repair: a durable position past its channel's end (the channel
+        // lost more than it can prove) is clamped and reported.
+        for ((id, name), d) in durable.iter_mut() {
+            let last = last_seqs.get(id).copied().unwrap_or(0);
+            if d.position > last || d.acked_above.iter().any(|r| r.1 > last) {
+                report.lost.push(SubscriberLoss {
+                    channel_id: *id,
+                    name: name.clone(),
+                    reverted_to: Some(last.min(d.position)),
+                    detail: format!("committed position {} is past the channel's end {last}", d.position),
+                });
+                d.position = d.position.min(last);
+                d.acked_above.retain(|r| r.1 <= last);
+            }
+        }
+        for damage in &scan.damage {
+            let named: Vec<(u64, String)> = match &damage.hint {
+                Some(LogRecord::Commit { entries, .. }) => {
+                    entries.iter().map(|e| (e.channel_id, e.name.clone())).collect()
+                }
+                Some(LogRecord::Remove { channel_id, name }) => vec![(*channel_id, name.clone())],
+                None => Vec::new(),
+            };
+            if named.is_empty() {
+                // Unknown whose commits were there: everyone whose latest
+                // commit is older than the damage may have been reverted.
+                for ((id, name), d) in &durable {
+                    if d.recno < damage.first {
+                        report.lost.push(SubscriberLoss {
+                            channel_id: *id,
+                            name: name.clone(),
+                            reverted_to: Some(d.position),
+                            detail: format!(
+                                "records {}..={} of the subscribers log (offset {}) are damaged ({}); a later commit of this subscriber may have been there",
+                                damage.first, damage.last, damage.offset, damage.detail
+                            ),
+                        });
+                    }
+                }
+                report.lost.push(SubscriberLoss {
+                    channel_id: 0,
+                    name: String::new(),
+                    reverted_to: None,
+                    detail: format!(
+                        "records {}..={} of the subscribers log are damaged ({}); subscribers whose only commits were there are gone",
+                        damage.first.min(damage.last),
+                        damage.last,
+                        damage.detail
+                    ),
+                });
+            }
+            for (id, name) in named {
+                let now = durable.get(&(id, name.clone())).map(|d| d.position);
+                report.lost.push(SubscriberLoss {
+                    channel_id: id,
+                    name,
+                    reverted_to: now,
+                    detail: format!(
+                        "its commit in damaged record {} is lost ({})",
+                        damage.first, damage.detail
+                    ),
+                });
+            }
+        }
+        let mut rewrite = scan.rewrite;
+        let file = match scan.source {
+            Source::V2 {
+                header,
+                seed,
+                end,
+                next_record,
+                newest,
+                torn_at,
+            } if !rewrite => {
+                let (end, next_record) = match cut {
+                    Some((offset, recno)) => (offset, recno),
+                    None => (end, next_record),
+                };
+                let mut file = LogFile::open(storage, &scan.path, header, seed, end, next_record, newest)?;
+                let torn = cut.map(|c| c.0).or(torn_at);
+                if let Some(at) = torn {
+                    if file.zero_from(end)? {
+                        report.torn_tail = Some(at as u64);
+                    }
+                }
+                Some(file)
+            }
+            Source::V1 { torn_at } => {
+                report.torn_tail = torn_at;
+                rewrite = true;
+                None
+            }
+            _ => {
+                rewrite = true;
+                None
+            }
         };
-        let decoded = log::decode(&bytes, &path)?;
-        let mut durable = HashMap::new();
-        for rec in decoded.records {
-            apply(&mut durable, rec);
-        }
-        durable.retain(|(id, _), _| live_ids.contains(id));
-        let mut file = storage.open_log(&path)?;
-        let mut len = decoded.valid_end as u64;
-        let cut = bytes.len() as u64 - len;
-        if len == 0 {
-            file.truncate(0)?;
-            file.append(&log::file_header())?;
-            len = LOG_HEADER_LEN as u64;
-        } else if cut > 0 {
-            file.truncate(len)?;
-        }
-        if cut > 0 || bytes.is_empty() {
-            file.sync()?;
-            storage.sync_dir(&env.root)?;
-        }
-        let subs = Arc::new(Subscriptions {
-            env,
+        let path = env.root.join(LOG_FILE);
+        let (file, durable_before) = match file {
+            Some(f) => {
+                let before = scan.durable_before.min(f.next_record);
+                (f, before)
+            }
+            None => {
+                debug_assert!(rewrite);
+                let first = scan_next_record(&durable);
+                let f = write_generation(&env, &catalog, &path, &durable, first, 0, None)?;
+                let next = f.next_record;
+                (f, next)
+            }
+        };
+        Ok(Arc::new(Subscriptions {
             path,
-            log: Mutex::new(LogState {
-                file,
-                len,
-                appended: 0,
-                compact_at: compaction_threshold(len),
-                compacted_len: len,
-            }),
-            commit: GroupCommit::new(0),
+            commit: GroupCommit::new(durable_before.saturating_sub(1)),
             dirty: AtomicBool::new(false),
             durable: Mutex::new(durable),
             in_use: Mutex::new(HashSet::new()),
-        });
-        Ok((subs, cut))
+            log: Mutex::new(LogState {
+                file,
+                rewritten_at: Instant::now() - Duration::from_secs(3600),
+            }),
+            env,
+            catalog,
+        }))
     }
 
     pub(crate) fn get(&self, key: &SubKey) -> Option<Durable> {
         self.durable.lock().get(key).cloned()
+    }
+
+    /// Every durable subscriber and queue group of a channel, by name.
+    pub(crate) fn of_channel(&self, channel_id: u64) -> Vec<(String, Durable)> {
+        let mut v: Vec<(String, Durable)> = self
+            .durable
+            .lock()
+            .iter()
+            .filter(|((id, _), _)| *id == channel_id)
+            .map(|((_, n), d)| (n.clone(), d.clone()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
     }
 
     pub(crate) fn count_for(&self, channel_id: u64) -> usize {
@@ -132,15 +381,7 @@ impl Subscriptions {
     }
 
     pub(crate) fn names_for(&self, channel_id: u64) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .durable
-            .lock()
-            .keys()
-            .filter(|(id, _)| *id == channel_id)
-            .map(|(_, n)| n.clone())
-            .collect();
-        v.sort();
-        v
+        self.of_channel(channel_id).into_iter().map(|(n, _)| n).collect()
     }
 
     /// Whether a subscriber or queue group of the channel is open.
@@ -162,8 +403,9 @@ impl Subscriptions {
         })
     }
 
-    /// Appends one atomic commit of `entries` and `state`; under
-    /// `SyncPolicy::Always` returns once it is durable.
+    /// Appends one atomic commit of `entries` and `state` (the caller made
+    /// their channels durable first under `SyncPolicy::Always`); under
+    /// `Always` returns once it is durable.
     pub(crate) fn commit(&self, entries: Vec<Position>, state: Arc<[u8]>) -> Result<()> {
         self.append(LogRecord::Commit { entries, state })
     }
@@ -177,35 +419,49 @@ impl Subscriptions {
     }
 
     /// Drops the in-memory state of a deleted channel's subscribers (their
-    /// records die at the next compaction: the id is never live again).
+    /// records die at the next rewrite: the id is never live again).
     pub(crate) fn forget_channel(&self, channel_id: u64) {
         self.durable.lock().retain(|(id, _), _| *id != channel_id);
     }
 
     fn append(&self, rec: LogRecord) -> Result<()> {
         self.env.check_writable()?;
-        let bytes = log::encode(&rec);
+        let body = encode_body(&rec);
+        let now = self.env.opts.now_ns();
         let number = {
             let mut log = self.log.lock();
-            log.file.append(&bytes).map_err(|e| self.env.fail(e))?;
-            log.len += bytes.len() as u64;
-            log.appended += 1;
-            apply(&mut self.durable.lock(), rec);
+            if !log.file.fits(body.len()) {
+                self.rewrite(&mut log, true)?;
+                if !log.file.fits(body.len()) {
+                    // The rewrite sized the file for the live records; one
+                    // record this large needs more.
+                    self.rewrite_sized(&mut log, body.len())?;
+                }
+            }
+            let n = log.file.append(now, &body).map_err(|e| self.env.fail(e))?;
+            apply(&mut self.durable.lock(), n, now, rec);
             self.dirty.store(true, Ordering::Release);
-            let n = log.appended;
-            self.maybe_compact(&mut log)?;
             n
         };
         if self.env.opts.get_sync_policy() == SyncPolicy::Always {
-            self.sync_through(number)?;
+            self.sync_appended(number)?;
         }
         Ok(())
     }
 
-    /// Makes every record appended so far durable.
-    pub(crate) fn sync(&self) -> Result<()> {
-        let n = self.log.lock().appended;
-        self.sync_through(n)
+    /// Makes every commit appended so far durable. `prepare` runs after
+    /// the sync has fixed what it covers and before it writes: it syncs the
+    /// channels, so those commits never point past the durable logs. It
+    /// runs even when there is nothing to sync here.
+    pub(crate) fn sync_with(&self, prepare: impl FnOnce() -> Result<()>) -> Result<()> {
+        self.env.check_failed()?;
+        let target = {
+            let log = self.log.lock();
+            self.dirty.store(false, Ordering::Release);
+            log.file.sync_target()
+        };
+        prepare()?;
+        self.sync_to(target)
     }
 
     /// Whether records were appended since the last sync.
@@ -213,113 +469,94 @@ impl Subscriptions {
         self.dirty.load(Ordering::Acquire)
     }
 
-    /// Group commit: the first caller syncs for everyone whose record was
-    /// appended before the sync started; the others wait for it. Appends go
-    /// on during the sync (the log's lock is not held across it).
-    fn sync_through(&self, number: u64) -> Result<()> {
-        self.env.check_failed()?;
-        self.commit.sync_through(number, || {
+    /// Group commit over record numbers: makes the records before
+    /// `target` durable (and records so in a slot); the log's lock is not
+    /// held across the msync. Records appended after the target was taken
+    /// may reach the disk with it, but no slot claims them.
+    fn sync_to(&self, target: file::SyncTarget) -> Result<()> {
+        let ticket = target.next_record - 1;
+        self.commit.sync_through(ticket, || {
             self.env.check_failed()?;
-            let (file, target) = {
-                let log = self.log.lock();
-                self.dirty.store(false, Ordering::Release);
-                (log.file.clone(), log.appended)
-            };
-            file.sync().map_err(|e| self.env.fail(e))?;
-            Ok(target)
+            target.sync(&self.path).map_err(|e| self.env.fail(e))?;
+            self.log
+                .lock()
+                .file
+                .record_synced(&target)
+                .map_err(|e| self.env.fail(e))?;
+            Ok(ticket)
         })
     }
 
-    /// The compaction thread's check: rewrites the log once it has doubled
-    /// since the last rewrite (and holds at least 64 KiB). True if it did.
-    pub(crate) fn compact_if_grown(&self) -> Result<bool> {
+    /// Under `SyncPolicy::Always`: makes record `number` durable (every
+    /// record's channels are durable before it is appended under that
+    /// policy, so any sync covering everything appended is safe).
+    fn sync_appended(&self, number: u64) -> Result<()> {
+        self.env.check_failed()?;
+        self.commit.sync_through(number, || {
+            self.env.check_failed()?;
+            let target = {
+                let log = self.log.lock();
+                self.dirty.store(false, Ordering::Release);
+                log.file.sync_target()
+            };
+            target.sync(&self.path).map_err(|e| self.env.fail(e))?;
+            self.log
+                .lock()
+                .file
+                .record_synced(&target)
+                .map_err(|e| self.env.fail(e))?;
+            Ok(target.next_record - 1)
+        })
+    }
+
+    /// At close, after `sync_with`: durably marks the log clean.
+    pub(crate) fn close(&self) -> Result<()> {
+        self.env.check_failed()?;
+        self.log.lock().file.mark_clean().map_err(|e| self.env.fail(e))
+    }
+
+    /// The compaction thread's check: rewrites the log once its records
+    /// fill half the file. True if it did.
+    pub(crate) fn compact_if_due(&self) -> Result<bool> {
         let mut log = self.log.lock();
-        if log.len < BACKGROUND_COMPACT_MIN_BYTES || log.len < log.compacted_len * 2 {
+        if log.file.used() < log.file.capacity() / 2 {
             return Ok(false);
         }
-        self.rewrite(&mut log)?;
+        self.rewrite(&mut log, false)?;
         Ok(true)
     }
 
-    /// Rewrites the log inline when it has grown well past its live part
-    /// (a backstop for when the compaction thread lags).
-    fn maybe_compact(&self, log: &mut LogState) -> Result<()> {
-        if log.len < log.compact_at {
-            return Ok(());
-        }
-        self.rewrite(log)
+    /// Rewrites the log with one record per live subscriber into a new
+    /// generation: temp file (synced, marked clean), rename, directory
+    /// sync, then the catalog records the generation. `full`: an append
+    /// found the file full (frequent rewrites grow it).
+    fn rewrite(&self, log: &mut LogState, full: bool) -> Result<()> {
+        self.rewrite_with(log, full, 0)
     }
 
-    /// Rewrites the log with one record per live subscriber: temp file,
-    /// sync, rename, directory sync.
-    fn rewrite(&self, log: &mut LogState) -> Result<()> {
-        let live: Vec<Vec<u8>> = self
-            .durable
-            .lock()
-            .iter()
-            .map(|(k, d)| log::encode(&commit_record(k, d)))
-            .collect();
-        let storage = &self.env.storage;
-        let tmp = self.env.root.join(format!("{LOG_FILE}.tmp"));
-        let mut content = log::file_header().to_vec();
-        for r in &live {
-            content.extend_from_slice(r);
-        }
-        let result = (|| {
-            storage.write_file(&tmp, &content)?;
-            storage.sync_file(&tmp)?;
-            storage.rename(&tmp, &self.path)?;
-            storage.sync_dir(&self.env.root)?;
-            storage.open_log(&self.path)
-        })();
-        let file = self.env.sticky(result)?;
-        log.file = file;
-        log.len = content.len() as u64;
-        log.compact_at = compaction_threshold(log.len);
-        log.compacted_len = log.len;
+    fn rewrite_sized(&self, log: &mut LogState, extra: usize) -> Result<()> {
+        self.rewrite_with(log, true, extra)
+    }
+
+    fn rewrite_with(&self, log: &mut LogState, full: bool, extra: usize) -> Result<()> {
+        let grow = (full && log.rewritten_at.elapsed() < Duration::from_secs(1)).then(|| log.file.capacity());
+        let first = log.file.next_record;
+        let file = {
+            let durable = self.durable.lock();
+            write_generation(&self.env, &self.catalog, &self.path, &durable, first, extra, grow)
+        };
+        let file = self.env.sticky(file)?;
         // Everything in the new file is durable.
-        self.commit.mark_durable(log.appended);
+        self.commit.mark_durable(file.next_record - 1);
+        log.file = file;
+        log.rewritten_at = Instant::now();
         Ok(())
     }
 
-    /// Bytes in the log file (for tests of compaction).
+    /// Bytes the log's records take (for tests of compaction).
     #[cfg(test)]
-    pub(crate) fn log_len(&self) -> u64 {
-        self.log.lock().len
-    }
-}
-
-fn commit_record(key: &SubKey, d: &Durable) -> LogRecord {
-    LogRecord::Commit {
-        entries: vec![Position {
-            channel_id: key.0,
-            name: key.1.clone(),
-            kind: d.kind,
-            position: d.position,
-            acked_above: d.acked_above.clone(),
-        }],
-        state: Arc::clone(&d.state),
-    }
-}
-
-fn apply(durable: &mut HashMap<SubKey, Durable>, rec: LogRecord) {
-    match rec {
-        LogRecord::Commit { entries, state } => {
-            for e in entries {
-                durable.insert(
-                    (e.channel_id, e.name),
-                    Durable {
-                        kind: e.kind,
-                        position: e.position,
-                        acked_above: e.acked_above,
-                        state: Arc::clone(&state),
-                    },
-                );
-            }
-        }
-        LogRecord::Remove { channel_id, name } => {
-            durable.remove(&(channel_id, name));
-        }
+    pub(crate) fn log_used(&self) -> usize {
+        self.log.lock().file.used()
     }
 }
 
@@ -344,20 +581,17 @@ mod tests {
             .map(|i| ch.subscribe(&format!("s{i}"), StartAt::First).expect("subscribe"))
             .collect();
         let state = vec![7u8; 2000];
-        let (mut max_len, mut shrank) = (0, false);
+        let (mut max_used, mut shrank) = (0, false);
         for round in 1..=300u64 {
             for s in &subs {
-                let before = ch.core.subs.log_len();
+                let before = ch.core.subs.log_used();
                 s.commit(round, &state).expect("commit");
-                shrank |= ch.core.subs.log_len() < before;
+                shrank |= ch.core.subs.log_used() < before;
             }
-            max_len = max_len.max(ch.core.subs.log_len());
+            max_used = max_used.max(ch.core.subs.log_used());
         }
-        assert!(shrank, "the log was rewritten (peaked at {max_len} bytes)");
-        assert!(
-            max_len <= super::COMPACT_MIN_BYTES + 8192,
-            "and never grew far past the threshold"
-        );
+        assert!(shrank, "the log was rewritten (peaked at {max_used} bytes)");
+        assert!(max_used <= 1 << 20, "and never grew far ({max_used} bytes)");
         drop(subs);
         drop(ch);
         // Everything survives a power cut after the rewrite (it is synced,

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::open::{load_index, open_rw, OpenedRw};
-use super::scan::{chains_to, scan, zero_stale_tail, Scan, ScanStart};
+use super::scan::{chains_to, scan, zero_stale_tail, Known, Scan, ScanStart};
 use crate::env::Env;
 use crate::error::{Error, IoOp, Result};
 use crate::format::segment::Slot;
@@ -39,6 +39,7 @@ fn scan_after_index(
     seg: Segment,
     records: &mut RecordsToken,
     durable: &Slot,
+    durable_seq: u64,
 ) -> std::result::Result<(Segment, Scan), Segment> {
     let Some((index, cov)) = load_index(env, &seg.path, seg.base, seg.region.len(), channel_id, None) else {
         return Err(seg);
@@ -61,18 +62,25 @@ fn scan_after_index(
     };
     let mut scratch = ChannelRecovery::default();
     let limit = seg.region.len();
-    match scan(env, &seg, records, durable, limit, start, &mut scratch) {
+    let known = Known {
+        slot: *durable,
+        seq: durable_seq,
+    };
+    match scan(env, &seg, records, known, limit, start, &mut scratch) {
         Ok(scanned) => Ok((seg, scanned)),
         Err(_) => Err(fresh(seg)),
     }
 }
 
 /// Recovers the last segment: scan, cut a torn tail, make the result durable.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn recover_last(
     env: &Env,
     channel_id: u64,
     base: u64,
     path: &Path,
+    durable_seq: u64,
+    confirmed: bool,
     report: &mut ChannelRecovery,
 ) -> Result<(Arc<Segment>, Last)> {
     let OpenedRw {
@@ -93,21 +101,18 @@ pub(super) fn recover_last(
     let assisted = if env.opts.get_recovery_mode() == RecoveryMode::Repair {
         Err(seg)
     } else {
-        scan_after_index(env, channel_id, seg, &mut records, &durable)
+        scan_after_index(env, channel_id, seg, &mut records, &durable, durable_seq)
     };
     let (seg, scanned) = match assisted {
         Ok(found) => found,
         Err(seg) => {
             let limit = seg.region.len();
-            let scanned = scan(
-                env,
-                &seg,
-                &mut records,
-                &durable,
-                limit,
-                ScanStart::first_record(base),
-                report,
-            )?;
+            let start = ScanStart::first_record(base);
+            let known = Known {
+                slot: durable,
+                seq: durable_seq,
+            };
+            let scanned = scan(env, &seg, &mut records, known, limit, start, report)?;
             seg.trust_up_to(scanned.end);
             (seg, scanned)
         }
@@ -130,7 +135,7 @@ pub(super) fn recover_last(
         .publish(scanned.end)
         .map_err(Error::io_at(IoOp::WriteRecords, path))?;
     let seg = Arc::new(seg);
-    let mut active = Active::new(Arc::clone(&seg), records, slots, scanned.end);
+    let mut active = Active::new(Arc::clone(&seg), records, slots, scanned.end, confirmed);
     // What survived is made durable and marked clean (everything after it
     // is zero now), so that everything recovered is durable, the next open
     // need not look past it, and a second open changes nothing. All are

@@ -23,6 +23,7 @@ use std::sync::Arc;
 
 use crate::env::Env;
 use crate::error::{Error, Result};
+use crate::format::catalog::ChannelEntry;
 use crate::format::segment::{index_file_name, parse_index_name, parse_segment_name, segment_file_name};
 use crate::options::RecoveryMode;
 use crate::report::{ChannelRecovery, LostRange};
@@ -31,6 +32,7 @@ use super::state::Active;
 use super::table::SegmentEntry;
 use active::{recover_last, Last};
 
+use crate::catalog::CATALOG_FILE as CATALOG_NAME;
 pub(crate) use open::open_sealed;
 pub(crate) use open::read_slot;
 pub(crate) use scan::needs_index_entry;
@@ -46,16 +48,31 @@ pub(super) struct Recovered {
 }
 
 /// Opens one channel directory: cleans leftovers, drops segments wholly
-/// below `first_seq`, recovers the last segment.
-pub(super) fn recover(env: &Env, dir: &Path, name: &str, channel_id: u64, first_seq: u64) -> Result<Recovered> {
+/// below the first retained seq, checks that every file the catalog says
+/// exists does, recovers the last segment. `floor` is a seq known durable
+/// from elsewhere (a durable subscriber commit); with the catalog's durable
+/// seq it is the least the channel must hold.
+pub(super) fn recover(env: &Env, dir: &Path, name: &str, entry: &ChannelEntry, floor: u64) -> Result<Recovered> {
     let storage = &env.storage;
+    let channel_id = entry.id;
+    let first_seq = entry.first_seq;
+    let repair = env.opts.get_recovery_mode() == RecoveryMode::Repair;
+    let durable_seq = entry.durable_seq.max(floor);
     let mut report = ChannelRecovery {
         name: name.to_string(),
         id: channel_id,
         ..ChannelRecovery::default()
     };
     if !storage.exists(dir) {
-        // The catalog was written but the directory not yet created.
+        if (entry.newest_base > 0 || durable_seq >= first_seq) && !repair {
+            return Err(Error::corrupt(
+                dir,
+                0,
+                format!("the channel's directory is missing, but the catalog (or a subscriber commit) says messages up to {durable_seq} were durable"),
+            ));
+        }
+        // The catalog was written but the directory not yet created (or a
+        // repair starts the channel again).
         storage.create_dir_all(dir)?;
         if let Some(parent) = dir.parent() {
             storage.sync_dir(parent)?;
@@ -85,6 +102,27 @@ pub(super) fn recover(env: &Env, dir: &Path, name: &str, channel_id: u64, first_
     }
     if removed_any {
         storage.sync_dir(dir)?;
+    }
+    if entry.newest_base > 0 && !bases.contains(&entry.newest_base) && !repair {
+        return Err(Error::corrupt(
+            dir.join(segment_file_name(entry.newest_base)),
+            0,
+            "this segment file is missing, but the catalog records it as the channel's newest durable segment",
+        ));
+    }
+    let unconfirmed = bases
+        .iter()
+        .filter(|&&b| entry.newest_base > 0 && b > entry.newest_base)
+        .count();
+    if unconfirmed > 1 && !repair {
+        return Err(Error::corrupt(
+            dir.join(CATALOG_NAME),
+            0,
+            format!(
+                "{unconfirmed} segments start after {}, the newest the catalog records (a stale catalog?)",
+                entry.newest_base
+            ),
+        ));
     }
     let mut first = first_seq;
     if let Some(first_base) = bases.first() {
@@ -120,7 +158,8 @@ pub(super) fn recover(env: &Env, dir: &Path, name: &str, channel_id: u64, first_
         let path = dir.join(segment_file_name(base));
         let next_base = bases.get(i + 1).copied();
         if i + 1 == count {
-            let (seg, last) = recover_last(env, channel_id, base, &path, &mut report)?;
+            let confirmed = entry.newest_base > 0 && base <= entry.newest_base;
+            let (seg, last) = recover_last(env, channel_id, base, &path, durable_seq, confirmed, &mut report)?;
             let entry = SegmentEntry::opened(seg);
             match last {
                 Last::Active {
@@ -149,6 +188,75 @@ pub(super) fn recover(env: &Env, dir: &Path, name: &str, channel_id: u64, first_
         }
     }
     recovered.entries = entries;
+    let last = recovered.next_seq - 1;
+    if last < durable_seq && durable_seq >= first {
+        let why = format!(
+            "the channel's records end at seq {last}, but seq {durable_seq} was durable (recorded in the catalog, or pointed at by a durable subscriber commit): segment data is missing"
+        );
+        if !repair {
+            let path = recovered
+                .entries
+                .last()
+                .map_or_else(|| dir.to_path_buf(), |e| e.path.clone());
+            return Err(Error::corrupt(path, 0, why));
+        }
+        extend_with_hole(env, dir, channel_id, &mut recovered, durable_seq, &mut report)?;
+    }
     recovered.report = report;
     Ok(recovered)
+}
+
+/// Repair: the channel must reach `durable_seq` but its records end
+/// earlier. Seals what is there and starts a segment whose first frame is a
+/// hole over the missing range (reads of it return `Error::Lost`), so that
+/// no seq that may have been durable (and seen by a subscriber) is ever
+/// handed out again.
+fn extend_with_hole(
+    env: &Env,
+    dir: &Path,
+    channel_id: u64,
+    recovered: &mut Recovered,
+    durable_seq: u64,
+    report: &mut ChannelRecovery,
+) -> Result<()> {
+    use crate::format::frame::{encode_hole, FRAME_HEADER_LEN};
+    use crate::format::segment::SEGMENT_HEADER_LEN;
+    use crate::segment::Segment;
+    use crate::slots::SlotWriter;
+
+    let first_lost = recovered.next_seq;
+    if let Some(mut active) = recovered.active.take() {
+        let seal = active.seal(recovered.next_seq, recovered.last_timestamp)?;
+        if let Some(entry) = recovered.entries.last() {
+            entry.set_seal(seal);
+        }
+    }
+    let created = Segment::create(env, dir, channel_id, first_lost, env.opts.get_segment_size())?;
+    let seg = Arc::new(created.segment);
+    let mut records = created.records;
+    let hole = encode_hole(seg.seed, first_lost, durable_seq, FRAME_HEADER_LEN)
+        .ok_or_else(|| Error::corrupt(&seg.path, 0, "cannot write a hole marker"))?;
+    let end = SEGMENT_HEADER_LEN + FRAME_HEADER_LEN;
+    let io = Error::io_at(crate::error::IoOp::WriteRecords, &seg.path);
+    records
+        .write(SEGMENT_HEADER_LEN, &hole)
+        .and_then(|()| records.publish(end))
+        .map_err(io)?;
+    seg.trust_up_to(end);
+    seg.region
+        .sync(0..end)
+        .map_err(Error::io_at(crate::error::IoOp::SyncMapping, &seg.path))?;
+    report.lost.push(LostRange {
+        first: first_lost,
+        last: durable_seq,
+        path: seg.path.clone(),
+        offset: SEGMENT_HEADER_LEN as u64,
+    });
+    let slots = SlotWriter::new(created.header, None, first_lost);
+    let mut active = Active::new(Arc::clone(&seg), records, slots, end, false);
+    active.record_synced(end, durable_seq + 1, recovered.last_timestamp)?;
+    recovered.entries.push(SegmentEntry::opened(seg));
+    recovered.active = Some(active);
+    recovered.next_seq = durable_seq + 1;
+    Ok(())
 }

@@ -4,13 +4,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::scan::{scan, ScanStart};
+use super::scan::{scan, Known, ScanStart};
 use crate::env::Env;
 use crate::error::{Error, IoOp, Result};
 use crate::format::frame::{FrameCursor, FrameKind, SegmentBytes, FRAME_HEADER_LEN};
-use crate::format::segment::{
-    index_file_name, FixedHeader, Slot, FIXED_LEN, SEGMENT_HEADER_LEN, SLOT_LEN, SLOT_OFFSETS,
-};
+use crate::format::segment::{index_file_name, FixedHeader, Slot, FIXED_LEN, SEGMENT_HEADER_LEN, SLOT_OFFSETS};
 use crate::index::{decode_file, Coverage, IndexEntry, IndexExpectation, SegmentIndex, IDX_ENTRY_LEN, IDX_HEADER_LEN};
 use crate::mmap::{HeaderToken, RecordsToken};
 use crate::options::RecoveryMode;
@@ -105,19 +103,7 @@ fn rewrite_fixed_header(header: &mut HeaderToken, channel_id: u64, base: u64, le
 
 /// The newest valid slot in a segment header and its position.
 pub(crate) fn read_slot(header: &[u8], channel_id: u64, base: u64, len: u64) -> Option<(Slot, usize)> {
-    let seed = crate::format::frame::segment_seed(channel_id, base);
-    let mut best: Option<(Slot, usize)> = None;
-    for (i, at) in SLOT_OFFSETS.iter().enumerate() {
-        let slot = header
-            .get(*at..at + SLOT_LEN)
-            .and_then(|b| Slot::decode(b, seed, base, len));
-        if let Some(s) = slot {
-            if Slot::newest(best.map(|b| b.0), Some(s)) == Some(s) {
-                best = Some((s, i));
-            }
-        }
-    }
-    best
+    crate::slots::newest_slot(header, crate::format::frame::segment_seed(channel_id, base), base, len)
 }
 
 /// The seal of a segment followed by another one starting at `next_base`.
@@ -257,11 +243,12 @@ pub(super) fn repair_sealed(
     let seal = check_seal(path, slot, next_base)?;
     let end = usize::try_from(seal.durable_end).unwrap_or(usize::MAX);
     let lost_before = report.lost.len();
+    let known = Known { slot: seal, seq: 0 };
     let scanned = scan(
         env,
         &seg,
         &mut records,
-        &seal,
+        known,
         end,
         ScanStart::first_record(base),
         report,

@@ -34,6 +34,14 @@ pub(super) fn records_view<'a>(seg: &Segment, records: &'a RecordsToken, limit: 
     })
 }
 
+/// What is known durable in a segment: its newest slot, and the last seq
+/// known durable from elsewhere (the catalog, durable subscriber commits).
+#[derive(Clone, Copy)]
+pub(super) struct Known {
+    pub(super) slot: Slot,
+    pub(super) seq: u64,
+}
+
 /// Where a scan starts: the first record, or the end an index file covers.
 #[derive(Clone, Copy)]
 pub(super) struct ScanStart {
@@ -59,19 +67,21 @@ pub(crate) fn needs_index_entry(last_indexed: Option<usize>, offset: usize, inte
 }
 
 /// Scans records from `start` up to `limit`, extending the segment's index.
-/// Damage below `durable.durable_end` is `Corrupt` (strict) or replaced by a
-/// hole (repair); the first invalid frame above it ends the scan.
+/// Damage in durable data (below `durable.durable_end`, or where a seq up
+/// to `durable_seq` is due) is `Corrupt` (strict) or replaced by a hole
+/// (repair); any other invalid frame is a torn tail and ends the scan.
 pub(super) fn scan(
     env: &Env,
     seg: &Segment,
     records: &mut RecordsToken,
-    durable: &Slot,
+    known: Known,
     limit: usize,
     start: ScanStart,
     report: &mut ChannelRecovery,
 ) -> Result<Scan> {
     let interval = env.opts.get_index_interval() as usize;
     let repair = env.opts.get_recovery_mode() == RecoveryMode::Repair;
+    let (durable, durable_seq) = (&known.slot, known.seq);
     let durable_end = usize::try_from(durable.durable_end).unwrap_or(usize::MAX);
     let mut cursor = FrameCursor::new(seg.seed, start.offset, start.expected);
     let mut last_timestamp = start.last_timestamp;
@@ -94,11 +104,16 @@ pub(super) fn scan(
                     last_timestamp = h.timestamp;
                 }
             }
-            Err(e) if cursor.offset < durable_end => {
+            Err(e) if cursor.offset < durable_end || cursor.expected <= durable_seq => {
                 if !repair {
-                    return Err(Error::corrupt(&seg.path, e.offset as u64, e.reason()));
+                    let why = if cursor.offset < durable_end {
+                        format!("{} (below the durable end {durable_end})", e.reason())
+                    } else {
+                        format!("{} (seq {durable_seq} was durable)", e.reason())
+                    };
+                    return Err(Error::corrupt(&seg.path, e.offset as u64, why));
                 }
-                let (resume, resume_seq) = repair_span(seg, records, cursor, limit, durable, &e.reason())?;
+                let (resume, resume_seq) = repair_span(seg, records, cursor, limit, known, &e.reason())?;
                 report.lost.push(LostRange {
                     first: cursor.expected,
                     last: resume_seq - 1,
@@ -123,27 +138,31 @@ pub(super) fn scan(
 }
 
 /// Replaces the damaged span at `at` with a hole frame up to the next valid
-/// record (or the durable end); returns where to resume and its seq.
+/// record (or the durable end, or just past the hole when nothing after it
+/// validates but seqs up to `durable_seq` were durable); returns where to
+/// resume and its seq. Never writes over a frame that validates.
 pub(super) fn repair_span(
     seg: &Segment,
     records: &mut RecordsToken,
     at: FrameCursor,
     limit: usize,
-    durable: &Slot,
+    known: Known,
     reason: &str,
 ) -> Result<(usize, u64)> {
+    let (durable, durable_seq) = (&known.slot, known.seq);
     let durable_end = usize::try_from(durable.durable_end).unwrap_or(usize::MAX);
     let offset = at.offset;
     let expected = at.expected;
     // A hole needs room for its own header.
     let search = FrameCursor::new(seg.seed, offset + FRAME_HEADER_LEN, expected.saturating_add(1));
     let view = records_view(seg, records, limit)?;
-    let found = search
-        .resync(view, expected.saturating_add(1), u64::MAX)
-        .filter(|f| f.header.seq < durable.next_seq || f.offset >= durable_end);
+    let found = search.resync(view, expected.saturating_add(1), u64::MAX);
     let (resume, resume_seq) = match found {
         Some(f) => (f.offset, f.header.seq),
         None if durable.next_seq > expected && durable_end > offset => (durable_end, durable.next_seq),
+        None if durable_seq >= expected && offset + FRAME_HEADER_LEN <= limit => {
+            (offset + FRAME_HEADER_LEN, durable_seq + 1)
+        }
         None => {
             return Err(Error::corrupt(
                 &seg.path,

@@ -170,38 +170,6 @@ impl SimInner {
         }
     }
 
-    /// Appends to a file that no region maps.
-    pub(crate) fn append(&self, path: &Path, data: &[u8]) -> io::Result<()> {
-        let mut st = self.state.lock();
-        st.step()?;
-        let id = st.file_id(path)?;
-        st.check_space(data.len() as u64)?;
-        let inode = st.inodes.get_mut(&id).ok_or_else(|| not_found(path))?;
-        match &mut inode.live {
-            Live::Bytes(bytes) => {
-                bytes.extend_from_slice(data);
-                Ok(())
-            }
-            Live::Mapped(_) => Err(io::Error::other("cannot append to a mapped simulated file")),
-        }
-    }
-
-    /// Truncates or zero-extends a file that no region maps.
-    pub(crate) fn set_len(&self, path: &Path, len: u64) -> io::Result<()> {
-        let mut st = self.state.lock();
-        st.step()?;
-        let id = st.file_id(path)?;
-        let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        let inode = st.inodes.get_mut(&id).ok_or_else(|| not_found(path))?;
-        match &mut inode.live {
-            Live::Bytes(bytes) => {
-                bytes.resize(len, 0);
-                Ok(())
-            }
-            Live::Mapped(_) => Err(io::Error::other("cannot resize a mapped simulated file")),
-        }
-    }
-
     pub(crate) fn sync_file(&self, path: &Path) -> io::Result<()> {
         let mut st = self.state.lock();
         let id = st.file_id(path)?;

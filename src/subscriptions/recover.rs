@@ -1,0 +1,372 @@
+//! Reading the subscribers log at open: which records are there, which of
+//! them are known durable, and what is damaged. Nothing is written here;
+//! `Subscriptions::open` decides what to cut or rewrite once the channels
+//! are recovered.
+//!
+//! A version 2 log carries a durable watermark (its newest slot; all of it
+//! after a clean close): a bad record below it, or a missing, foreign or
+//! older copy of the file, is corruption; only a bad record past it is a
+//! torn tail. A version 1 log has no watermark: its first bad record ends
+//! it, as that format always did, and it is rewritten as version 2.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::env::Env;
+use crate::error::{Error, Result};
+use crate::format::catalog::CatalogData;
+use crate::format::frame::{FrameCursor, FrameKind, SegmentBytes};
+use crate::format::segment::Slot;
+use crate::format::sublog::{
+    decode_body, decode_v1, log_seed, version_of, LogHeader, LogRecord, LOG_FILE, V2_HEADER_LEN, VERSION_2,
+};
+use crate::slots::newest_slot;
+
+/// A record read from the log.
+pub(crate) struct Scanned {
+    pub recno: u64,
+    pub timestamp: u64,
+    /// Where its frame starts (version 2).
+    pub offset: usize,
+    pub record: LogRecord,
+}
+
+/// A span of records a repair could not read.
+pub(crate) struct Damage {
+    pub first: u64,
+    pub last: u64,
+    pub offset: usize,
+    /// What the damaged bytes still say, when they parse despite the bad
+    /// checksum (names of the subscribers whose commit is lost).
+    pub hint: Option<LogRecord>,
+    pub detail: String,
+}
+
+/// Where the records came from.
+pub(crate) enum Source {
+    /// No log yet (a new store, or a version 1 store that never had one).
+    None,
+    /// A version 1 log (to be rewritten).
+    V1 { torn_at: Option<u64> },
+    /// A version 2 log, usable as it is when nothing needs a rewrite.
+    V2 {
+        header: LogHeader,
+        seed: u32,
+        /// Offset just past the last valid record.
+        end: usize,
+        next_record: u64,
+        newest: Option<(Slot, usize)>,
+        /// A torn tail starts here.
+        torn_at: Option<usize>,
+    },
+}
+
+/// The log as found at open.
+pub(crate) struct LogScan {
+    pub path: PathBuf,
+    pub records: Vec<Scanned>,
+    /// Records numbered below this are known durable.
+    pub durable_before: u64,
+    pub source: Source,
+    /// Repair only: what could not be read.
+    pub damage: Vec<Damage>,
+    /// The file must be rewritten (format upgrade, repair, generation).
+    pub rewrite: bool,
+}
+
+impl LogScan {
+    /// The highest position (or acked seq) each channel's durable commits
+    /// reached: the channel must hold at least that much, since a commit is
+    /// made durable only after its channel is.
+    pub(crate) fn durable_floors(&self) -> HashMap<u64, u64> {
+        let mut floors: HashMap<u64, u64> = HashMap::new();
+        for s in self.records.iter().filter(|s| s.recno < self.durable_before) {
+            if let LogRecord::Commit { entries, .. } = &s.record {
+                for e in entries {
+                    let top = e.acked_above.iter().map(|r| r.1).fold(e.position, u64::max);
+                    let f = floors.entry(e.channel_id).or_default();
+                    *f = (*f).max(top);
+                }
+            }
+        }
+        floors
+    }
+}
+
+/// Reads the log the catalog says must exist; `repair`: salvage what can
+/// be read instead of refusing damage.
+pub(crate) fn scan(env: &Env, catalog: &CatalogData, repair: bool) -> Result<LogScan> {
+    let storage = &env.storage;
+    let path = env.root.join(LOG_FILE);
+    let generation = catalog.subs_generation;
+    let exists = storage.exists(&path);
+    let bytes = if exists {
+        match storage.read_file(&path, u64::MAX) {
+            Ok(b) => Some(b),
+            Err(Error::Io { source, .. }) if !repair => {
+                return Err(Error::corrupt(&path, 0, format!("cannot be read: {source}")));
+            }
+            Err(_) => None,
+        }
+    } else {
+        None
+    };
+    let empty = |rewrite| LogScan {
+        path: path.clone(),
+        records: Vec::new(),
+        durable_before: 0,
+        source: Source::None,
+        damage: Vec::new(),
+        rewrite,
+    };
+    let Some(bytes) = bytes else {
+        if generation == 0 {
+            // A store of format version 1 without any subscriber yet.
+            return Ok(empty(true));
+        }
+        if !repair {
+            return Err(Error::corrupt(
+                &path,
+                0,
+                format!("the subscribers log (generation {generation} in the catalog) is missing"),
+            ));
+        }
+        let mut scan = empty(true);
+        scan.damage.push(Damage {
+            first: 0,
+            last: u64::MAX,
+            offset: 0,
+            hint: None,
+            detail: "the subscribers log is missing or unreadable; every subscriber's commits are lost".into(),
+        });
+        return Ok(scan);
+    };
+    match version_of(&bytes) {
+        Some(1) if generation == 0 => scan_v1(&path, &bytes),
+        Some(VERSION_2) => scan_v2(&path, &bytes, catalog, repair),
+        _ if repair => salvage(&path, &bytes, catalog),
+        Some(v) => Err(Error::corrupt(
+            &path,
+            8,
+            format!("subscribers log version {v} where the catalog expects version 2 generation {generation}"),
+        )),
+        None if generation == 0 && bytes.is_empty() => Ok(empty(true)),
+        None => Err(Error::corrupt(&path, 0, "not a spool subscribers log (bad magic)")),
+    }
+}
+
+fn scan_v1(path: &Path, bytes: &[u8]) -> Result<LogScan> {
+    let decoded = decode_v1(bytes, path)?;
+    let torn = (decoded.valid_end < bytes.len()).then_some(decoded.valid_end as u64);
+    let count = decoded.records.len() as u64;
+    Ok(LogScan {
+        path: path.to_path_buf(),
+        records: decoded
+            .records
+            .into_iter()
+            .enumerate()
+            .map(|(i, record)| Scanned {
+                recno: i as u64 + 1,
+                timestamp: 0,
+                offset: 0,
+                record,
+            })
+            .collect(),
+        // Version 1 could not tell durable from torn: what is there counts.
+        durable_before: count + 1,
+        source: Source::V1 { torn_at: torn },
+        damage: Vec::new(),
+        rewrite: true,
+    })
+}
+
+/// Repair of a log whose header cannot be trusted: find records of this
+/// store (either generation the catalog allows) wherever they validate.
+fn salvage(path: &Path, bytes: &[u8], catalog: &CatalogData) -> Result<LogScan> {
+    let mut best: Option<LogScan> = None;
+    for generation in [catalog.subs_generation, catalog.subs_generation + 1] {
+        let seed = log_seed(catalog.store_id, generation);
+        let view = SegmentBytes { base: 0, bytes };
+        let Some(first) = FrameCursor::new(seed, V2_HEADER_LEN, 1).resync(view, 1, u64::MAX) else {
+            continue;
+        };
+        let header = LogHeader {
+            generation,
+            file_len: bytes.len() as u64,
+            first_record: first.header.seq,
+            store_id: catalog.store_id,
+        };
+        let mut scan = walk(path, bytes, header, seed, None, true)?;
+        scan.damage.push(Damage {
+            first: 0,
+            last: first.header.seq.saturating_sub(1),
+            offset: 0,
+            hint: None,
+            detail: "the subscribers log header is damaged; records before the first readable one are lost".into(),
+        });
+        if best.as_ref().is_none_or(|b| b.records.len() < scan.records.len()) {
+            best = Some(scan);
+        }
+    }
+    best.map(|mut b| {
+        b.rewrite = true;
+        b
+    })
+    .ok_or_else(|| Error::corrupt(path, 0, "no record of the subscribers log can be read"))
+}
+
+fn scan_v2(path: &Path, bytes: &[u8], catalog: &CatalogData, repair: bool) -> Result<LogScan> {
+    let header = match LogHeader::decode(bytes) {
+        Ok(h) => h,
+        Err(reason) if repair => {
+            let _ = reason;
+            return salvage(path, bytes, catalog);
+        }
+        Err(reason) => return Err(Error::corrupt(path, 0, reason)),
+    };
+    let g = catalog.subs_generation;
+    let problem = if header.store_id != catalog.store_id {
+        Some("the subscribers log belongs to another store".to_string())
+    } else if header.generation != g && header.generation != g + 1 {
+        Some(format!(
+            "the subscribers log is generation {}, the catalog expects {g} (an older or foreign copy)",
+            header.generation
+        ))
+    } else if header.file_len != bytes.len() as u64 {
+        Some(format!(
+            "the subscribers log is {} bytes but its header says {} (truncated or extended)",
+            bytes.len(),
+            header.file_len
+        ))
+    } else {
+        None
+    };
+    if let Some(reason) = problem {
+        if !repair {
+            return Err(Error::corrupt(path, 0, reason));
+        }
+        return salvage(path, bytes, catalog);
+    }
+    let seed = log_seed(header.store_id, header.generation);
+    let newest = newest_slot(bytes, seed, header.first_record, header.file_len);
+    let mut scan = walk(path, bytes, header, seed, newest, repair)?;
+    // A rename done but not yet recorded in the catalog: record it.
+    scan.rewrite |= header.generation != g;
+    Ok(scan)
+}
+
+/// Walks the records of a version 2 log.
+pub(crate) fn walk(
+    path: &Path,
+    bytes: &[u8],
+    header: LogHeader,
+    seed: u32,
+    newest: Option<(Slot, usize)>,
+    repair: bool,
+) -> Result<LogScan> {
+    let len = usize::try_from(header.file_len).unwrap_or(usize::MAX).min(bytes.len());
+    let view = SegmentBytes {
+        base: 0,
+        bytes: bytes.get(..len).unwrap_or(bytes),
+    };
+    let slot = newest
+        .map(|(s, _)| s)
+        .unwrap_or_else(|| Slot::empty(header.first_record));
+    let durable_end = usize::try_from(slot.durable_end).unwrap_or(usize::MAX);
+    let mut cursor = FrameCursor::new(seed, V2_HEADER_LEN, header.first_record);
+    let mut records = Vec::new();
+    let mut damage = Vec::new();
+    let mut torn_at = None;
+    while cursor.offset < len {
+        match cursor.step(view, true) {
+            Ok(frame) => {
+                if frame.header.kind() == FrameKind::Hole {
+                    continue;
+                }
+                let body = view
+                    .get(
+                        frame.offset + crate::format::frame::FRAME_HEADER_LEN,
+                        frame.header.payload_len(),
+                    )
+                    .unwrap_or(&[]);
+                let record = decode_body(body).ok_or_else(|| {
+                    Error::corrupt(
+                        path,
+                        frame.offset as u64,
+                        "subscriber record has a valid checksum but does not parse",
+                    )
+                })?;
+                records.push(Scanned {
+                    recno: frame.header.seq,
+                    timestamp: frame.header.timestamp,
+                    offset: frame.offset,
+                    record,
+                });
+            }
+            Err(e) if e.offset < durable_end || cursor.expected < slot.next_seq => {
+                if !repair {
+                    return Err(Error::corrupt(
+                        path,
+                        e.offset as u64,
+                        format!("{} below the durable end {durable_end}", e.reason()),
+                    ));
+                }
+                // Resume at the next record that validates (a later number).
+                let resume = cursor.resync(view, cursor.expected + 1, u64::MAX);
+                let hint = damaged_body(view, e.offset);
+                let (last, next) = match resume {
+                    Some(f) => (f.header.seq - 1, Some(f)),
+                    None => (slot.next_seq.max(cursor.expected + 1) - 1, None),
+                };
+                damage.push(Damage {
+                    first: cursor.expected,
+                    last,
+                    offset: e.offset,
+                    hint,
+                    detail: e.reason(),
+                });
+                match next {
+                    Some(f) => cursor = FrameCursor::new(seed, f.offset, f.header.seq),
+                    None => {
+                        torn_at = Some(e.offset);
+                        break;
+                    }
+                }
+            }
+            Err(e) => {
+                torn_at = Some(e.offset);
+                break;
+            }
+        }
+    }
+    let durable_before = if slot.clean { u64::MAX } else { slot.next_seq };
+    // After a clean close nothing was written past the durable end.
+    if slot.clean && torn_at == Some(durable_end) {
+        torn_at = None;
+    }
+    let rewrite = !damage.is_empty();
+    Ok(LogScan {
+        path: path.to_path_buf(),
+        records,
+        durable_before,
+        source: Source::V2 {
+            header,
+            seed,
+            end: cursor.offset,
+            next_record: cursor.expected,
+            newest,
+            torn_at,
+        },
+        damage,
+        rewrite,
+    })
+}
+
+/// The record body of the (invalid) frame at `offset`, if its length is
+/// plausible and the bytes still parse: which subscribers a damaged commit
+/// was about.
+fn damaged_body(view: SegmentBytes<'_>, offset: usize) -> Option<LogRecord> {
+    use crate::format::frame::{FrameHeader, FRAME_HEADER_LEN};
+    let header = FrameHeader::parse(view.get(offset, FRAME_HEADER_LEN)?)?;
+    decode_body(view.get(offset + FRAME_HEADER_LEN, header.payload_len())?)
+}

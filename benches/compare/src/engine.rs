@@ -9,8 +9,20 @@ pub const STATE: [u8; 64] = [7; 64];
 pub trait Engine {
     /// Appends one batch; with `sync`, durable before returning.
     fn append(&mut self, batch: &[&[u8]], sync: bool);
-    /// Reads every message back; returns the payload bytes seen.
+    /// Appends one message through the engine's single-message call,
+    /// without a sync of its own.
+    fn publish_one(&mut self, payload: &[u8]) {
+        self.append(&[payload], false);
+    }
+    /// Reads every message back the way the engine's users would first
+    /// write it; returns the payload bytes seen.
     fn read_all(&mut self) -> usize;
+    /// Reads every message back through a lending scan (no per-message
+    /// allocation or reference count), where the engine has one apart from
+    /// `read_all`.
+    fn read_lending(&mut self) -> Option<usize> {
+        None
+    }
     /// The last message's sequence number (a read that proves the store is
     /// usable after an open).
     fn last(&mut self) -> u64;
@@ -20,24 +32,63 @@ pub trait Engine {
     /// was opened with). `None` when the engine has no way to store a
     /// consumer position.
     fn consume(&mut self, count: usize, every: usize, sync: bool) -> Option<usize>;
+    /// Closes the engine the way its documentation says to.
+    fn close(self: Box<Self>) {}
 }
 
-/// The engines, by name, in table order.
-pub const ENGINES: [&str; 8] = [
-    "spool",
-    "raw write+crc",
-    "raw mmap+crc",
-    "sqlite (rusqlite, WAL)",
-    "redb",
-    "fjall",
-    "lmdb (heed)",
-    "commitlog",
+/// An engine under comparison: the name in the table and CSV, and the short
+/// id accepted on the command line (the name is accepted too).
+pub struct EngineInfo {
+    pub id: &'static str,
+    pub name: &'static str,
+}
+
+/// The engines, in table order.
+pub const ENGINES: [EngineInfo; 8] = [
+    EngineInfo {
+        id: "spool",
+        name: "spool",
+    },
+    EngineInfo {
+        id: "raw-write",
+        name: "raw write+crc",
+    },
+    EngineInfo {
+        id: "raw-mmap",
+        name: "raw mmap+crc",
+    },
+    EngineInfo {
+        id: "sqlite",
+        name: "sqlite (rusqlite, WAL)",
+    },
+    EngineInfo {
+        id: "redb",
+        name: "redb",
+    },
+    EngineInfo {
+        id: "fjall",
+        name: "fjall",
+    },
+    EngineInfo {
+        id: "lmdb",
+        name: "lmdb (heed)",
+    },
+    EngineInfo {
+        id: "commitlog",
+        name: "commitlog",
+    },
 ];
 
 /// Whether `name` can make an append durable (commitlog has no fsync call:
 /// its `flush` flushes the OS file object only).
 pub fn can_sync(name: &str) -> bool {
     name != "commitlog"
+}
+
+/// Whether `name` has a place for a consumer's position (the raw mmap
+/// baseline and commitlog do not).
+pub fn can_consume(name: &str) -> bool {
+    !matches!(name, "raw mmap+crc" | "commitlog")
 }
 
 /// Opens (creating or recovering) engine `name` in `dir`; `sync` selects

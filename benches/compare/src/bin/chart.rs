@@ -1,6 +1,6 @@
 //! Draws `docs/compare.csv` (written by `spool-compare`) as a bar chart
-//! in `docs/compare.svg`: one
-//! panel per workload, one bar per engine, spool's bar highlighted.
+//! in `docs/compare.svg`: one panel per workload, one bar per engine,
+//! spool's bar highlighted. Columns are found by their header names.
 //!
 //! `cargo run --release --manifest-path benches/compare/Cargo.toml --bin chart [-- IN.csv OUT.svg]`
 
@@ -13,16 +13,27 @@ struct Bar {
     value: f64,
 }
 
-/// The figure a workload is drawn by: throughput, p50 latency or time.
-fn figure(fields: &[&str]) -> Option<(f64, &'static str)> {
-    let num = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
-    if let Some(p50) = num(4) {
-        return Some((p50, "p50 µs, lower is better"));
-    }
-    if let Some(ms) = num(6) {
-        return Some((ms, "ms, lower is better"));
-    }
-    num(2).map(|r| (r / 1e6, "M msg/s"))
+/// The figure a row is drawn by, scaled, with its unit. CSVs that name it
+/// in a `figure` column say which; older ones (without it) are drawn by
+/// p50 latency, else time, else throughput.
+fn figure(col: impl Fn(&str) -> Option<String>) -> Option<(f64, &'static str)> {
+    let num = |name: &str| col(name).and_then(|v| v.parse::<f64>().ok());
+    let named = col("figure");
+    let name = match named.as_deref() {
+        Some(name) => name,
+        None if num("p50_us").is_some() => "p50_us",
+        None if num("time_ms").is_some() => "time_ms",
+        None => "msg_per_s",
+    };
+    let value = num(name)?;
+    Some(match name {
+        "msg_per_s" => (value / 1e6, "M msg/s"),
+        "p50_us" => (value, "p50 µs, lower is better"),
+        "max_us" => (value, "max µs, lower is better"),
+        "time_ms" => (value, "ms, lower is better"),
+        "disk_bytes" => (value / 1024.0, "KiB on disk, lower is better"),
+        _ => return None,
+    })
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -32,17 +43,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let output = args.get(2).cloned().unwrap_or_else(|| format!("{docs}/compare.svg"));
     let mut bars = Vec::new();
     let mut units: Vec<(String, &'static str)> = Vec::new();
-    for record in csv::Reader::from_path(&input)?.records() {
+    let mut reader = csv::Reader::from_path(&input)?;
+    let header = reader.headers()?.clone();
+    for record in reader.records() {
         let record = record?;
-        let fields: Vec<&str> = record.iter().collect();
-        let Some((value, unit)) = figure(&fields) else { continue };
-        let workload = fields[0].to_owned();
+        let col = |name: &str| {
+            let i = header.iter().position(|h| h == name)?;
+            record.get(i).map(str::to_owned)
+        };
+        let Some((value, unit)) = figure(col) else { continue };
+        let (Some(workload), Some(engine)) = (col("workload"), col("engine")) else {
+            continue;
+        };
         if !units.iter().any(|(w, _)| *w == workload) {
             units.push((workload.clone(), unit));
         }
         bars.push(Bar {
             workload,
-            engine: fields[1].to_owned(),
+            engine,
             value,
         });
     }

@@ -1,5 +1,6 @@
 //! spool itself: `SyncPolicy::Always` for the durable configuration (every
-//! publish and commit durable before it returns), `Never` otherwise.
+//! publish and commit durable before it returns), `Never` otherwise; the
+//! publish-latency workload also opens it under `Interval(1 s)`.
 
 use std::path::Path;
 
@@ -17,6 +18,10 @@ impl Spool {
         } else {
             spool::SyncPolicy::Never
         };
+        Spool::open_with(dir, policy)
+    }
+
+    pub fn open_with(dir: &Path, policy: spool::SyncPolicy) -> Spool {
         let opts = spool::Options::default().sync_policy(policy);
         let store = spool::Store::open(dir, opts).expect("open");
         let ch = store.channel("bench").expect("channel");
@@ -28,13 +33,25 @@ impl Engine for Spool {
     fn append(&mut self, batch: &[&[u8]], _sync: bool) {
         self.ch.publish_batch(batch).expect("publish");
     }
+    fn publish_one(&mut self, payload: &[u8]) {
+        self.ch.publish(payload).expect("publish");
+    }
+    /// The owned iterator: what a user writes first.
     fn read_all(&mut self) -> usize {
+        let mut total = 0;
+        for m in self.ch.read_from(1).expect("read") {
+            total += m.expect("message").payload().len();
+        }
+        total
+    }
+    /// The lending scan, `Messages::next_ref`.
+    fn read_lending(&mut self) -> Option<usize> {
         let mut messages = self.ch.read_from(1).expect("read");
         let mut total = 0;
         while let Some(m) = messages.next_ref() {
             total += m.expect("message").payload().len();
         }
-        total
+        Some(total)
     }
     fn last(&mut self) -> u64 {
         let last = self.ch.last_seq();
@@ -51,7 +68,11 @@ impl Engine for Spool {
                 sub.commit(m.seq(), &STATE).expect("commit");
             }
         }
-        let _ = &self.store;
         Some(seen)
+    }
+    fn close(self: Box<Self>) {
+        let Spool { store, ch } = *self;
+        drop(ch);
+        store.close().expect("close");
     }
 }

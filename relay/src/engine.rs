@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -109,7 +110,10 @@ struct Engine {
     probing: bool,
 
     status: watch::Sender<RelayStatus>,
+    /// The client's connect count when last looked at.
+    connects: u64,
     relayed: u64,
+    resent: u64,
     retries: u64,
     last_error: Option<(SystemTime, String)>,
     rate_window: VecDeque<(Instant, u64)>,
@@ -239,7 +243,9 @@ impl Engine {
             backoff: FIRST_BACKOFF,
             probing: false,
             status,
+            connects: 0,
             relayed: 0,
+            resent: 0,
             retries: 0,
             last_error: None,
             rate_window: VecDeque::new(),
@@ -275,6 +281,7 @@ impl Engine {
         let reader = Reader::start(Arc::clone(&engine.sub), READ_BATCH, 4)
             .map_err(|e| RelayError::Task(format!("starting the reader thread: {e}")))?;
         engine.reader = Some(reader);
+        engine.connects = engine.js.client().statistics().connects.load(Relaxed);
         engine.publish_status(Phase::Running);
         Ok(engine)
     }
@@ -431,6 +438,14 @@ impl Engine {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_status = Instant::now();
         loop {
+            // Housekeeping on every turn, so that a steady flow of acks
+            // cannot starve it.
+            self.refill()?;
+            self.check_reconnect();
+            if last_status.elapsed() >= self.opts.status_interval {
+                last_status = Instant::now();
+                self.housekeeping();
+            }
             self.fill().await;
             self.maybe_commit();
             let room = self.pending.len() < self.opts.max_in_flight;
@@ -451,24 +466,58 @@ impl Engine {
                 Event::Batch(Some(Err(e))) => return Err(e.into()),
                 Event::Batch(None) => self.reader_done = true,
                 Event::Resume => self.resume_at = None,
-                Event::Tick => {
-                    if !self.connected() && !self.inflight.is_empty() {
-                        // Acks of what was sent on a lost connection never
-                        // come: send it again once connected.
-                        self.transient("disconnected from the NATS server".into());
-                    }
-                    if last_status.elapsed() >= self.opts.status_interval {
-                        last_status = Instant::now();
-                        let phase = if self.resume_at.is_some() || self.probing {
-                            Phase::Retrying
-                        } else {
-                            Phase::Running
-                        };
-                        self.publish_status(phase);
-                    }
-                }
+                Event::Tick => {}
             }
         }
+    }
+
+    /// Takes what the reader has ready, up to a window's worth pending.
+    fn refill(&mut self) -> Result<(), RelayError> {
+        while self.pending.len() < self.opts.max_in_flight && !self.reader_done {
+            let Some(reader) = self.reader.as_mut() else {
+                break;
+            };
+            match reader.try_next() {
+                Ok(Ok(items)) => self.pending.extend(items),
+                Ok(Err(e)) => return Err(e.into()),
+                Err(true) => break,
+                Err(false) => self.reader_done = true,
+            }
+        }
+        Ok(())
+    }
+
+    /// A reconnect (noticed through the client's connect count) loses the
+    /// acks of everything sent before it: send that again at once rather
+    /// than wait for each ack to time out.
+    fn check_reconnect(&mut self) {
+        let connects = self.js.client().statistics().connects.load(Relaxed);
+        if connects != self.connects {
+            self.connects = connects;
+            if !self.inflight.is_empty() {
+                self.note_error("reconnected to the NATS server".into());
+                self.retries += 1;
+                self.restart(false);
+            }
+        }
+    }
+
+    /// Every status interval: notice a lost connection, refresh the status.
+    fn housekeeping(&mut self) {
+        if !self.connected() && !self.inflight.is_empty() {
+            // Acks of what was sent on a lost connection never come: send
+            // it again once connected.
+            self.transient("disconnected from the NATS server".into());
+        }
+        if self.resume_at.is_some() && self.resume_at.is_some_and(|t| t <= Instant::now()) {
+            self.resume_at = None;
+        }
+        let phase = if self.resume_at.is_some() || self.probing {
+            Phase::Retrying
+        } else {
+            Phase::Running
+        };
+        self.publish_status(phase);
     }
 
     fn connected(&self) -> bool {
@@ -626,6 +675,7 @@ impl Engine {
     fn restart(&mut self, backoff: bool) {
         while let Some(entry) = self.inflight.pop_back() {
             self.pending.push_front(entry.item);
+            self.resent += 1;
         }
         self.sent = 0;
         self.probing = true;
@@ -727,6 +777,7 @@ impl Engine {
             rate,
             in_flight: self.inflight.len(),
             relayed: self.relayed,
+            resent: self.resent,
             skipped: self.state.skipped,
             retries: self.retries,
             connected: self.connected(),

@@ -49,6 +49,16 @@ impl Reader {
         })
     }
 
+    /// The next batch if one is ready: `Err(true)` if none is, `Err(false)`
+    /// once the thread has stopped.
+    pub(crate) fn try_next(&mut self) -> Result<Result<Vec<Item>, spool::Error>, bool> {
+        match self.rx.try_recv() {
+            Ok(batch) => Ok(batch),
+            Err(mpsc::error::TryRecvError::Empty) => Err(true),
+            Err(mpsc::error::TryRecvError::Disconnected) => Err(false),
+        }
+    }
+
     /// The next batch; `None` once the thread has stopped.
     pub(crate) async fn next(&mut self) -> Option<Result<Vec<Item>, spool::Error>> {
         self.rx.recv().await

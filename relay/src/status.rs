@@ -40,6 +40,9 @@ pub struct RelayStatus {
     pub in_flight: usize,
     /// Messages acknowledged since this run started.
     pub relayed: u64,
+    /// Messages sent again after a failure since this run started (each
+    /// time one was in flight when the failure came).
+    pub resent: u64,
     /// Messages skipped as too large (in total, from the state).
     pub skipped: u64,
     /// Transient failures waited out since this run started.

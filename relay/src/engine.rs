@@ -572,9 +572,16 @@ impl Engine {
             Err(e) => match classify(&e) {
                 Failure::TooLarge(detail) => self.too_large(detail).await,
                 Failure::WrongLastSequence(detail) if self.opts.ownership == Ownership::Exclusive => {
-                    self.note_error(detail);
+                    let before = self.acked;
                     self.reconcile_running().await?;
-                    self.restart(false);
+                    if self.acked == before {
+                        // Nothing of the relay's was there: refused for a
+                        // reason that may pass; back off rather than spin.
+                        self.transient(detail);
+                    } else {
+                        self.note_error(detail);
+                        self.restart(false);
+                    }
                     Ok(())
                 }
                 Failure::WrongLastSequence(detail) | Failure::Transient(detail) => {

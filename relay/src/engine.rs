@@ -114,6 +114,7 @@ struct Engine {
     connects: u64,
     relayed: u64,
     resent: u64,
+    taken_over: u64,
     retries: u64,
     last_error: Option<(SystemTime, String)>,
     rate_window: VecDeque<(Instant, u64)>,
@@ -246,6 +247,7 @@ impl Engine {
             connects: 0,
             relayed: 0,
             resent: 0,
+            taken_over: 0,
             retries: 0,
             last_error: None,
             rate_window: VecDeque::new(),
@@ -322,6 +324,7 @@ impl Engine {
             match id {
                 Some(id) if id.same_channel(&self.me) && id.seq > after && id.seq <= last_seq => {
                     taken = Some((q, id.seq));
+                    self.taken_over += 1;
                 }
                 _ => {
                     return Err(self.foreign(q, found, after + 1));
@@ -375,6 +378,7 @@ impl Engine {
                 (Some(id), Some(next)) if id.same_channel(&self.me) && id.seq == next => {
                     order.pop_front();
                     self.ack_one(next, q);
+                    self.taken_over += 1;
                 }
                 _ => {
                     result = Err(self.foreign(q, found, next.unwrap_or(self.acked + 1)));
@@ -785,6 +789,7 @@ impl Engine {
             in_flight: self.inflight.len(),
             relayed: self.relayed,
             resent: self.resent,
+            taken_over: self.taken_over,
             skipped: self.state.skipped,
             retries: self.retries,
             connected: self.connected(),

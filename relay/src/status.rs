@@ -43,6 +43,10 @@ pub struct RelayStatus {
     /// Messages sent again after a failure since this run started (each
     /// time one was in flight when the failure came).
     pub resent: u64,
+    /// Messages found already stored in the stream (published before a
+    /// crash or a lost ack, beyond what dedup answers) and counted as
+    /// acknowledged without being sent again, since this run started.
+    pub taken_over: u64,
     /// Messages skipped as too large (in total, from the state).
     pub skipped: u64,
     /// Transient failures waited out since this run started.

@@ -83,7 +83,12 @@ async fn server_killed_and_restarted_five_times() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let last = handle.stop().await.unwrap();
-    eprintln!("final: {} (acked at the kills: {acked_at_kill:?})", last.line());
+    eprintln!(
+        "final: {} (acked at the kills: {acked_at_kill:?}; resent {}, taken over from the stream {})",
+        last.line(),
+        last.resent,
+        last.taken_over
+    );
     assert!(last.retries >= 1, "the kills never disturbed the relay");
     assert!(last.resent >= 1, "no kill landed with publishes in flight");
     // The kills landed while the relay was forwarding.

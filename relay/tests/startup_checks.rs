@@ -1,8 +1,8 @@
 //! What the relay refuses at start, with a clear error, instead of
 //! relaying with weaker guarantees than it promises: a duplicate window
-//! below the required minimum, a subject no stream captures, a foreign
-//! message in a stream it owns exclusively, a stream recreated behind its
-//! back, a state that belongs to another stream.
+//! below the required minimum, a subject no stream captures, a stream
+//! recreated behind its back, a state that belongs to another stream.
+//! (Foreign messages: foreign_writer.rs.)
 
 mod common;
 
@@ -84,43 +84,6 @@ async fn subject_not_captured() {
         matches!(&err, RelayError::SubjectNotInStream { found: Some(f), .. } if f == "OUTBOX"),
         "{err}"
     );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn foreign_message_in_an_exclusive_stream() {
-    let s = setup().await;
-    s.js.create_stream(stream_config("OUTBOX", &["outbox.>"]))
-        .await
-        .unwrap();
-    run_to_end(&s, relay(&s)).await;
-    // Someone else publishes to the stream, then the channel grows.
-    s.js.publish("outbox.other", "foreign".into())
-        .await
-        .unwrap()
-        .await
-        .unwrap();
-    let events = s.store.channel("events").unwrap();
-    events.publish(&payload(101)).unwrap();
-    let err = tokio::time::timeout(Duration::from_secs(30), relay(&s).run())
-        .await
-        .expect("the relay did not notice")
-        .unwrap_err();
-    assert!(
-        matches!(err, RelayError::UnexpectedMessage { stream_seq: 101, .. }),
-        "{err}"
-    );
-    // Declared shared, it relays on.
-    let relay = relay(&s).ownership(spool_relay::Ownership::Shared);
-    let status = relay.status();
-    let handle = relay.spawn();
-    wait_until("the shared relay", Duration::from_secs(30), || {
-        status.borrow().acked == 101
-    })
-    .await;
-    handle.stop().await.unwrap();
-    let stored = read_stream(&s.js, "OUTBOX").await;
-    assert_eq!(stored.len(), 102);
-    assert_eq!(stored[101].id.unwrap().seq, 101);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -171,6 +171,28 @@ pub const DEFAULT_MIN_DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 /// A relay from one spool channel to JetStream. Build it with [`Relay::new`]
 /// and the option methods, then [`run`](Relay::run) it or
 /// [`spawn`](Relay::spawn) it on the tokio runtime.
+///
+/// ```no_run
+/// # async fn example(store: &spool::Store) -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use spool_relay::{OnTooLarge, Relay, StreamSpec};
+///
+/// let jetstream = async_nats::jetstream::new(async_nats::connect("nats://127.0.0.1:4222").await?);
+/// let relay = Relay::new(store, "orders", jetstream, "outbox.{channel}")? // subject outbox.orders
+///     .stream(StreamSpec::Require("OUTBOX".into()))
+///     .max_in_flight(512)
+///     .commit_every(2000)
+///     .commit_interval(Duration::from_millis(50))
+///     .on_too_large(OnTooLarge::SkipAndRecord(store.channel("orders.too-large")?));
+/// let mut status = relay.status();
+/// tokio::spawn(async move {
+///     while status.changed().await.is_ok() {
+///         eprintln!("{}", status.borrow().line());
+///     }
+/// });
+/// relay.run_until(async { tokio::signal::ctrl_c().await.unwrap() }).await?;
+/// # Ok(()) }
+/// ```
 pub struct Relay {
     channel: spool::Channel,
     store_id: u128,

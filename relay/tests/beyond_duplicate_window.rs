@@ -57,7 +57,7 @@ async fn crash_then_return_after_window(ownership: Ownership) -> usize {
         status.borrow().committed == N
     })
     .await;
-    let last = handle.stop().await.unwrap();
+    let last = within("stopping the relay", handle.stop()).await.unwrap();
     let expect_taken = if ownership == Ownership::Exclusive { N } else { 0 };
     assert_eq!(last.taken_over, expect_taken, "{}", last.line());
     read_stream(&js, "OUTBOX").await.len()

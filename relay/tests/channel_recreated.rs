@@ -28,7 +28,7 @@ async fn relay_all(store: &spool::Store, js: &async_nats::jetstream::Context, up
         up.borrow().acked >= upto
     })
     .await;
-    let last = handle.stop().await.unwrap();
+    let last = within("stopping the relay", handle.stop()).await.unwrap();
     assert_eq!(last.committed, upto);
 }
 

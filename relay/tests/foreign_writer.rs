@@ -46,7 +46,7 @@ async fn noticed_at_start() {
     let status = r.status();
     let handle = r.spawn();
     wait_until("the relay", Duration::from_secs(30), || status.borrow().acked == 100).await;
-    handle.stop().await.unwrap();
+    within("stopping the relay", handle.stop()).await.unwrap();
 
     foreign(&js).await;
     store.channel("events").unwrap().publish(&payload(101)).unwrap();
@@ -68,7 +68,7 @@ async fn noticed_at_start() {
         status.borrow().acked == 101
     })
     .await;
-    handle.stop().await.unwrap();
+    within("stopping the relay", handle.stop()).await.unwrap();
     let stored = read_stream(&js, "OUTBOX").await;
     assert_eq!(stored.len(), 102);
     assert_eq!(stored[101].id.unwrap().seq, 101);

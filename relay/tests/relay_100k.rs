@@ -41,7 +41,7 @@ async fn relays_100k_exactly_once_in_order() {
         let _ = tokio::time::timeout(Duration::from_millis(100), status.changed()).await;
     }
     let elapsed = started.elapsed();
-    let last = handle.stop().await.unwrap();
+    let last = within("stopping the relay", handle.stop()).await.unwrap();
     eprintln!(
         "relayed {N} messages in {elapsed:?} ({:.0} msg/s); final status: {}",
         N as f64 / elapsed.as_secs_f64(),

@@ -82,7 +82,7 @@ async fn server_killed_and_restarted_five_times() {
         assert!(Instant::now() < deadline, "relay stuck: {}", status.borrow().line());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let last = handle.stop().await.unwrap();
+    let last = within("stopping the relay", handle.stop()).await.unwrap();
     eprintln!(
         "final: {} (acked at the kills: {acked_at_kill:?}; resent {}, taken over from the stream {})",
         last.line(),

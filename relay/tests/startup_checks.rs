@@ -46,7 +46,7 @@ async fn run_to_end(s: &Setup, relay: Relay) {
         status.borrow().acked == 100
     })
     .await;
-    handle.stop().await.unwrap();
+    within("stopping the relay", handle.stop()).await.unwrap();
     let _ = s;
 }
 
@@ -56,7 +56,7 @@ async fn duplicate_window_below_minimum() {
     let mut config = stream_config("OUTBOX", &["outbox.>"]);
     config.duplicate_window = Duration::from_secs(10);
     s.js.create_stream(config).await.unwrap();
-    let err = relay(&s).run().await.unwrap_err();
+    let err = within("the relay to refuse", relay(&s).run()).await.unwrap_err();
     assert!(matches!(err, RelayError::DuplicateWindowTooShort { .. }), "{err}");
     assert!(err.to_string().contains("duplicate window"), "{err}");
     // Allowed explicitly, it runs.
@@ -66,7 +66,7 @@ async fn duplicate_window_below_minimum() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subject_not_captured() {
     let s = setup().await;
-    let err = relay(&s).run().await.unwrap_err();
+    let err = within("the relay to refuse", relay(&s).run()).await.unwrap_err();
     assert!(
         matches!(err, RelayError::SubjectNotInStream { found: None, .. }),
         "{err}"
@@ -75,11 +75,12 @@ async fn subject_not_captured() {
     s.js.create_stream(stream_config("OUTBOX", &["outbox.>"]))
         .await
         .unwrap();
-    let err = relay(&s)
-        .stream(StreamSpec::Require("OTHER".into()))
-        .run()
-        .await
-        .unwrap_err();
+    let err = within(
+        "the relay to refuse",
+        relay(&s).stream(StreamSpec::Require("OTHER".into())).run(),
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(&err, RelayError::SubjectNotInStream { found: Some(f), .. } if f == "OUTBOX"),
         "{err}"
@@ -97,7 +98,7 @@ async fn stream_recreated_behind_the_relay() {
     s.js.create_stream(stream_config("OUTBOX", &["outbox.>"]))
         .await
         .unwrap();
-    let err = relay(&s).run().await.unwrap_err();
+    let err = within("the relay to refuse", relay(&s).run()).await.unwrap_err();
     assert!(
         matches!(
             err,
@@ -129,11 +130,9 @@ async fn state_of_another_stream() {
         .await
         .unwrap();
     run_to_end(&s, relay(&s).name("shipper")).await;
-    let err = Relay::new(&s.store, "events", s.js.clone(), "archive.events")
+    let other = Relay::new(&s.store, "events", s.js.clone(), "archive.events")
         .unwrap()
-        .name("shipper")
-        .run()
-        .await
-        .unwrap_err();
+        .name("shipper");
+    let err = within("the relay to refuse", other.run()).await.unwrap_err();
     assert!(matches!(err, RelayError::OtherStream { .. }), "{err}");
 }

@@ -61,7 +61,7 @@ async fn stops_then_skips(max_msg_size: i32, big_len: usize) {
 
     // Restarted, it stops at the same message again.
     let relay = Relay::new(&store, "events", js.clone(), "outbox.events").unwrap();
-    let again = relay.run().await.unwrap_err();
+    let again = within("the relay to stop", relay.run()).await.unwrap_err();
     assert!(matches!(again, RelayError::TooLarge { seq: BIG, .. }), "{again}");
 
     // Skip and record.
@@ -76,7 +76,7 @@ async fn stops_then_skips(max_msg_size: i32, big_len: usize) {
         up.borrow().acked == 21
     })
     .await;
-    let last = handle.stop().await.unwrap();
+    let last = within("stopping the relay", handle.stop()).await.unwrap();
     assert_eq!((last.committed, last.skipped), (21, 1));
 
     let stored = read_stream(&js, "OUTBOX").await;

@@ -268,3 +268,10 @@ pub fn seed() -> u64 {
     eprintln!("RELAY_SEED={seed}");
     seed
 }
+
+/// Awaits `fut` for at most 30 s (a test never hangs on a relay).
+pub async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(30), fut)
+        .await
+        .unwrap_or_else(|_| panic!("timed out after 30 s: {what}"))
+}

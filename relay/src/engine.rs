@@ -257,10 +257,7 @@ impl Engine {
                 // A new subscriber: anchor it at the stream's end before
                 // publishing anything (see state.rs).
                 engine.state = RelayState {
-                    stream_seq: match engine.opts.ownership {
-                        Ownership::Exclusive => info.state.last_sequence,
-                        Ownership::Shared => 0,
-                    },
+                    stream_seq: info.state.last_sequence,
                     seq_at_stream_seq: 0,
                     skipped: 0,
                     stream: stream_name,

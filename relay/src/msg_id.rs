@@ -16,36 +16,12 @@
 //! lost ack is stored once.
 
 use std::fmt;
-use std::path::Path;
 
-/// The identity of `store` in message ids.
-///
-/// `// TODO(store_id)`: switch to `Store::store_id()` (a random id fixed when
-/// the store is created, persisted in it) once the library has it. Until
-/// then this is a placeholder derived from the canonical path of the store
-/// directory: stable across restarts and different for stores in different
-/// directories, but a store deleted and created again at the same path gets
-/// the same id (the real store id fixes that). It never writes into the
-/// store directory.
+/// The identity of `store` in message ids: [`spool::Store::store_id`], a
+/// random id fixed when the store was created and kept by its copies, so a
+/// store deleted and created again at the same path never reuses ids.
 pub fn store_id(store: &spool::Store) -> u128 {
-    // TODO(store_id): return store.store_id()
-    placeholder_store_id(store.path())
-}
-
-/// FNV-1a (128-bit) of the canonical path: a fixed, documented function, so
-/// the id does not change with the Rust version (std's hasher may).
-fn placeholder_store_id(path: &Path) -> u128 {
-    use std::os::unix::ffi::OsStrExt;
-    let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    fnv1a_128(canonical.as_os_str().as_bytes())
-}
-
-fn fnv1a_128(bytes: &[u8]) -> u128 {
-    const OFFSET: u128 = 0x6c62272e07bb014262b821756295c58d;
-    const PRIME: u128 = 0x0000000001000000000000000000013b;
-    bytes
-        .iter()
-        .fold(OFFSET, |h, &b| (h ^ u128::from(b)).wrapping_mul(PRIME))
+    store.store_id()
 }
 
 /// One message id: which store, which channel incarnation, which seq.
@@ -163,13 +139,21 @@ mod tests {
     }
 
     #[test]
-    fn placeholder_store_id_is_stable_and_path_specific() {
-        // FNV-1a test vector: the empty input hashes to the offset basis.
-        assert_eq!(fnv1a_128(b""), 0x6c62272e07bb014262b821756295c58d);
-        assert_eq!(fnv1a_128(b"a"), 0xd228cb696f1a8caf78912b704e4a8964);
+    fn store_id_is_the_stores_own_and_kept_across_reopen() {
         let a = tempfile::tempdir().unwrap();
         let b = tempfile::tempdir().unwrap();
-        assert_eq!(placeholder_store_id(a.path()), placeholder_store_id(a.path()));
-        assert_ne!(placeholder_store_id(a.path()), placeholder_store_id(b.path()));
+        let (ida, idb) = {
+            let sa = spool::Store::open(a.path(), spool::Options::default()).unwrap();
+            let sb = spool::Store::open(b.path(), spool::Options::default()).unwrap();
+            (store_id(&sa), store_id(&sb))
+        };
+        assert_ne!(ida, idb, "two stores, two ids");
+        let sa = spool::Store::open(a.path(), spool::Options::default()).unwrap();
+        assert_eq!(store_id(&sa), ida, "the same store keeps its id");
+        drop(sa);
+        // A store deleted and created again at the same path is another one.
+        std::fs::remove_dir_all(a.path()).unwrap();
+        let again = spool::Store::open(a.path(), spool::Options::default()).unwrap();
+        assert_ne!(store_id(&again), ida);
     }
 }

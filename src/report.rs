@@ -36,6 +36,15 @@ pub struct ChannelRecovery {
     /// Leftover files removed (temporary files, orphan indexes, segments
     /// wholly below the first retained sequence).
     pub removed_files: Vec<PathBuf>,
+    /// Repair: files that could not be segments of this channel, renamed
+    /// aside (never deleted), with why.
+    pub set_aside: Vec<(PathBuf, String)>,
+    /// Repair: segment files found under another segment's name, moved back
+    /// (from, to).
+    pub renamed: Vec<(PathBuf, PathBuf)>,
+    /// Repair: segments followed by another one whose seal was damaged or
+    /// missing, sealed again where their records end.
+    pub resealed: Vec<PathBuf>,
 }
 
 /// What recovery found and did when a store was opened, from

@@ -43,7 +43,13 @@ impl Log {
         bases.sort_unstable();
         for n in &names {
             let known = parse_segment_name(n).is_some() || parse_index_name(n).is_some_and(|b| bases.contains(&b));
-            if n.ends_with(".tmp") {
+            if n.contains(".damaged") {
+                report.note(
+                    &self.dir.join(n),
+                    None,
+                    "set aside by a repair (not part of the channel)",
+                );
+            } else if n.ends_with(".tmp") {
                 // A segment being created right now (or left by a crash; the
                 // next open removes it).
                 report.note(&self.dir.join(n), None, "a segment in creation or left by a crash");

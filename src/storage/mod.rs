@@ -67,6 +67,11 @@ impl Storage {
         dispatch!(self, s => s.exists(path))
     }
 
+    /// Whether `path` is a directory (not following a missing path).
+    pub(crate) fn is_dir(&self, path: &Path) -> bool {
+        dispatch!(self, s => s.is_dir(path))
+    }
+
     /// Whole content of a small file (catalog, index). Refuses files larger
     /// than `max` bytes rather than allocating for them.
     pub(crate) fn read_file(&self, path: &Path, max: u64) -> Result<Vec<u8>> {

@@ -37,6 +37,10 @@ impl RealStorage {
         path.exists()
     }
 
+    pub(crate) fn is_dir(&self, path: &Path) -> bool {
+        path.is_dir()
+    }
+
     pub(crate) fn read_file(&self, path: &Path, max: u64) -> io::Result<Vec<u8>> {
         let file = File::open(path)?;
         let len = file.metadata()?.len();

@@ -92,7 +92,7 @@ pub(super) fn recover_last(
     if found.is_some_and(|s| s.sealed) {
         drop((seg, records, slots));
         if env.opts.get_recovery_mode() == RecoveryMode::Repair {
-            super::open::repair_sealed(env, channel_id, base, path, None, report)?;
+            super::repair::repair_sealed(env, channel_id, base, path, None, report)?;
         }
         let (seg, seal) = super::open::open_sealed(env, channel_id, base, path, None)?;
         return Ok((seg, Last::Sealed(seal)));

@@ -16,6 +16,7 @@
 
 mod active;
 mod open;
+mod repair;
 mod scan;
 
 use std::path::Path;
@@ -77,6 +78,9 @@ pub(super) fn recover(env: &Env, dir: &Path, name: &str, entry: &ChannelEntry, f
         if let Some(parent) = dir.parent() {
             storage.sync_dir(parent)?;
         }
+    }
+    if repair {
+        repair::repair_layout(env, dir, channel_id, &mut report)?;
     }
     let names = storage.list_dir(dir)?;
     let mut bases: Vec<u64> = names.iter().filter_map(|n| parse_segment_name(n)).collect();
@@ -179,12 +183,16 @@ pub(super) fn recover(env: &Env, dir: &Path, name: &str, entry: &ChannelEntry, f
             }
             entries.push(entry);
         } else {
-            if env.opts.get_recovery_mode() == RecoveryMode::Repair {
+            entries.push(SegmentEntry::closed(base, path.clone()));
+            if repair {
                 // Scanned and repaired now; opened again lazily, read-only,
                 // like any other sealed segment.
-                open::repair_sealed(env, channel_id, base, &path, next_base, &mut report)?;
+                let fixed = repair::repair_sealed(env, channel_id, base, &path, next_base, &mut report)?;
+                if let Some((first, last)) = fixed.gap {
+                    let gap = repair::make_gap_segment(env, dir, channel_id, first, last, 0, &mut report)?;
+                    entries.push(SegmentEntry::closed(first, gap));
+                }
             }
-            entries.push(SegmentEntry::closed(base, path));
         }
     }
     recovered.entries = entries;

@@ -4,7 +4,6 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::scan::{scan, Known, ScanStart};
 use crate::env::Env;
 use crate::error::{Error, IoOp, Result};
 use crate::format::frame::{FrameCursor, FrameKind, SegmentBytes, FRAME_HEADER_LEN};
@@ -12,7 +11,6 @@ use crate::format::segment::{index_file_name, FixedHeader, Slot, FIXED_LEN, SEGM
 use crate::index::{decode_file, Coverage, IndexEntry, IndexExpectation, SegmentIndex, IDX_ENTRY_LEN, IDX_HEADER_LEN};
 use crate::mmap::{HeaderToken, RecordsToken};
 use crate::options::RecoveryMode;
-use crate::report::ChannelRecovery;
 use crate::segment::Segment;
 
 use super::super::state::SlotWriter;
@@ -57,7 +55,20 @@ fn check_len(path: &Path, file_len: u64) -> Result<()> {
 /// Maps a segment read-write (the last segment at open, or any segment a
 /// repair scans) and validates its fixed header; in repair mode a damaged
 /// fixed header is rewritten from what the file name and directory say.
+/// A directory (or anything but a file) where a segment should be.
+pub(super) fn check_is_file(env: &Env, path: &Path) -> Result<()> {
+    if env.storage.is_dir(path) {
+        return Err(Error::corrupt(
+            path,
+            0,
+            "a directory is where this segment file should be",
+        ));
+    }
+    Ok(())
+}
+
 pub(super) fn open_rw(env: &Env, channel_id: u64, base: u64, path: &Path) -> Result<OpenedRw> {
+    check_is_file(env, path)?;
     // Length and header are checked before the file is mapped.
     let file_len = env.storage.file_len(path)?;
     check_len(path, file_len)?;
@@ -85,7 +96,13 @@ pub(super) fn open_rw(env: &Env, channel_id: u64, base: u64, path: &Path) -> Res
     })
 }
 
-fn rewrite_fixed_header(header: &mut HeaderToken, channel_id: u64, base: u64, len: u64, path: &Path) -> Result<()> {
+pub(super) fn rewrite_fixed_header(
+    header: &mut HeaderToken,
+    channel_id: u64,
+    base: u64,
+    len: u64,
+    path: &Path,
+) -> Result<()> {
     let fixed = FixedHeader {
         channel_id,
         base_seq: base,
@@ -107,7 +124,7 @@ pub(crate) fn read_slot(header: &[u8], channel_id: u64, base: u64, len: u64) -> 
 }
 
 /// The seal of a segment followed by another one starting at `next_base`.
-fn check_seal(path: &Path, slot: Option<Slot>, next_base: Option<u64>) -> Result<Slot> {
+pub(super) fn check_seal(path: &Path, slot: Option<Slot>, next_base: Option<u64>) -> Result<Slot> {
     let Some(seal) = slot.filter(|s| s.sealed) else {
         return Err(Error::corrupt(
             path,
@@ -138,6 +155,7 @@ pub(crate) fn open_sealed(
     path: &Path,
     next_base: Option<u64>,
 ) -> Result<(Arc<Segment>, Slot)> {
+    check_is_file(env, path)?;
     let file_len = env.storage.file_len(path)?;
     check_len(path, file_len)?;
     let header = env.storage.read_at(path, 0, SEGMENT_HEADER_LEN)?;
@@ -223,57 +241,6 @@ fn index_sealed(env: &Env, seg: &Segment, seal: &Slot) -> Result<()> {
     }
     seg.trust_up_to(end);
     Ok(())
-}
-
-/// Repair mode, at open: scans a sealed segment through a read-write
-/// mapping, replaces damaged spans with holes, makes that durable and
-/// rebuilds its index file. The mapping is dropped afterwards; later reads
-/// open the segment read-only like any other.
-pub(super) fn repair_sealed(
-    env: &Env,
-    channel_id: u64,
-    base: u64,
-    path: &Path,
-    next_base: Option<u64>,
-    report: &mut ChannelRecovery,
-) -> Result<Slot> {
-    let OpenedRw {
-        seg, mut records, slot, ..
-    } = open_rw(env, channel_id, base, path)?;
-    let seal = check_seal(path, slot, next_base)?;
-    let end = usize::try_from(seal.durable_end).unwrap_or(usize::MAX);
-    let lost_before = report.lost.len();
-    let known = Known { slot: seal, seq: 0 };
-    let scanned = scan(
-        env,
-        &seg,
-        &mut records,
-        known,
-        end,
-        ScanStart::first_record(base),
-        report,
-    )?;
-    if scanned.end != end || scanned.next_seq != seal.next_seq {
-        let detail = scanned
-            .stopped
-            .map_or_else(|| "records end early".to_string(), |(_, r)| r);
-        return Err(Error::corrupt(
-            path,
-            scanned.end as u64,
-            format!("sealed segment damaged: {detail}"),
-        ));
-    }
-    if report.lost.len() > lost_before {
-        seg.region.sync(0..end).map_err(Error::io_at(IoOp::SyncMapping, path))?;
-    }
-    let cov = Coverage {
-        end,
-        next_seq: seal.next_seq,
-        last_timestamp: seal.last_timestamp,
-    };
-    let _ = seg.write_index_file(&env.storage, channel_id, cov);
-    report.rebuilt_indexes.push(path.with_file_name(index_file_name(base)));
-    Ok(seal)
 }
 
 /// The segment's index file, if it is valid (and, for a sealed segment,

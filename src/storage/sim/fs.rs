@@ -126,6 +126,10 @@ impl SimInner {
         self.state.lock().live.contains_key(path)
     }
 
+    pub(crate) fn is_dir(&self, path: &Path) -> bool {
+        self.state.lock().live.get(path) == Some(&Node::Dir)
+    }
+
     pub(crate) fn read_file(&self, path: &Path, max: u64) -> io::Result<Vec<u8>> {
         let st = self.state.lock();
         let inode = st.inodes.get(&st.file_id(path)?).ok_or_else(|| not_found(path))?;

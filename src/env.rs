@@ -21,7 +21,14 @@ pub(crate) struct Env {
     closed: AtomicBool,
     /// Where writers ask for pages to be faulted in ahead of them.
     pub(crate) prefault: OnceLock<Sender<Request>>,
+    /// The background worker (seals, prepares segments); unset with the
+    /// simulated storage, whose jobs run in the caller so crash tests stay
+    /// deterministic.
+    pub(crate) worker: OnceLock<Sender<Option<Job>>>,
 }
+
+/// Work for the background worker.
+pub(crate) type Job = Box<dyn FnOnce() + Send>;
 
 impl Env {
     pub(crate) fn new(root: PathBuf, opts: Options, storage: Storage) -> Env {
@@ -32,6 +39,26 @@ impl Env {
             failure: OnceLock::new(),
             closed: AtomicBool::new(false),
             prefault: OnceLock::new(),
+            worker: OnceLock::new(),
+        }
+    }
+
+    /// Runs `job` on the background worker, or here and now without one.
+    /// Whether it ran here.
+    pub(crate) fn background(&self, job: impl FnOnce() + Send + 'static) -> bool {
+        let Some(worker) = self.worker.get() else {
+            job();
+            return true;
+        };
+        match worker.send(Some(Box::new(job))) {
+            Ok(()) => false,
+            // The worker stopped (it panicked): the job runs here.
+            Err(crossbeam_channel::SendError(job)) => {
+                if let Some(job) = job {
+                    job();
+                }
+                true
+            }
         }
     }
 

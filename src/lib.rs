@@ -115,6 +115,7 @@ mod storage;
 mod store;
 mod subscriptions;
 mod wakeup;
+mod worker;
 
 pub use channel::{Channel, ChannelStats, Delivery, QueueMember, QueueOptions, StartAt, Subscriber};
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -4,7 +4,7 @@ use std::ops::RangeInclusive;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::state::{write_error, Active, LogState, Phase, SlotWriter};
+use super::state::{after, segment_len, write_error, Active, LogState, Phase, Sealing, SlotWriter};
 use super::table::SegmentEntry;
 use super::Log;
 use crate::error::{Error, Result};
@@ -20,6 +20,10 @@ use super::recover::needs_index_entry;
 /// tailing reader need not wait for the end of a long batch, while the
 /// publication's atomics are not paid per record.
 const PUBLISH_STEP: usize = 64;
+
+/// Segments rolled away from that may wait for the worker to seal them;
+/// past that the writer seals them itself.
+pub(super) const MAX_PENDING_SEALS: usize = 2;
 
 impl Log {
     /// Appends `payloads` with contiguous seqs and one timestamp; returns
@@ -41,6 +45,7 @@ impl Log {
             ));
         }
         let always = opts.get_sync_policy() == SyncPolicy::Always;
+        let mut rolled = false;
         let range = {
             let mut st = self.state.lock();
             self.check_appendable(&st)?;
@@ -61,7 +66,12 @@ impl Log {
                 let len = frame_len(payload.len());
                 let fits = st.active.as_ref().is_some_and(|a| a.offset + len <= a.seg.region.len());
                 if !fits {
-                    self.roll(&mut st, len)?;
+                    rolled = true;
+                    if let Err(e) = self.roll(&mut st, len) {
+                        drop(st);
+                        self.after_roll();
+                        return Err(e);
+                    }
                 }
                 let st = &mut *st;
                 let Some(a) = st.active.as_mut() else {
@@ -94,8 +104,14 @@ impl Log {
                     self.publish_written(st)?;
                 }
             }
-            self.publish_written(&mut st)?;
-            first..=st.next_seq - 1
+            let published = self.publish_written(&mut st);
+            let last = st.next_seq - 1;
+            drop(st);
+            if rolled {
+                self.after_roll();
+            }
+            published?;
+            first..=last
         };
         self.arrivals.wake();
         if always {
@@ -141,52 +157,64 @@ impl Log {
         Ok(())
     }
 
-    /// Seals the active segment (if any) and starts a new one at `next_seq`
-    /// that holds at least a frame of `need` bytes.
+    /// Rolls to a new segment at `next_seq` that holds at least a frame of
+    /// `need` bytes. The segment rolled away from waits to be sealed (by the
+    /// background worker, or by the next sync, which seals first): the
+    /// writer never waits for the msync of a whole segment.
     fn roll(&self, st: &mut LogState, need: usize) -> Result<()> {
         self.publish_written(st)?;
-        if let Some(mut a) = st.active.take() {
-            // Its records become durable now: the catalog must know it first.
-            if !a.confirmed {
-                // A failed catalog write (a full disk, say) leaves the
-                // catalog as it was: the segment stays active.
-                if let Err(e) = self.catalog.confirm_segment(self.id, a.seg.base) {
-                    st.active = Some(a);
-                    return Err(e);
-                }
-                a.confirmed = true;
-            }
-            match a.seal(st.next_seq, st.last_timestamp) {
-                Ok(seal) => {
-                    self.commit.mark_durable(st.next_seq - 1);
-                    // Derived; a failure here only means a rebuild on next open.
-                    let _ =
-                        a.seg
-                            .write_index_file(&self.env.storage, self.id, a.coverage(st.next_seq, st.last_timestamp));
-                    // Sealed now: it may be closed when readers are done with it.
-                    if let Some(entry) = self.table.snapshot().last() {
-                        entry.set_seal(seal);
-                        self.table.track_sealed(entry);
-                    }
-                }
-                Err(e) => {
-                    // The segment stays active (unsealed) and the store read-only.
-                    st.active = Some(a);
-                    return Err(self.env.fail(e));
-                }
-            }
+        if let Some(a) = st.active.take() {
+            st.sealing.push_back(Sealing {
+                active: a,
+                next_seq: st.next_seq,
+                last_timestamp: st.last_timestamp,
+            });
         }
-        let len = self.env.opts.get_segment_size();
-        debug_assert!(need as u64 + SEGMENT_HEADER_LEN as u64 <= len);
-        let created = self
-            .env
-            .sticky(Segment::create(&self.env, &self.dir, self.id, st.next_seq, len))?;
+        let max = self.env.opts.get_segment_size();
+        let len = segment_len(st.next_len, max, need);
+        let prepared = match st.prepared.take() {
+            Some(p) if p.len() >= len => Some(p),
+            Some(p) => {
+                // Too short for this frame: made again at the right size.
+                let _ = self.env.storage.remove_file(p.path());
+                None
+            }
+            None => None,
+        };
+        let created = self.env.sticky(Segment::create(
+            &self.env,
+            &self.dir,
+            self.id,
+            st.next_seq,
+            len,
+            prepared,
+        ))?;
         let seg = Arc::new(created.segment);
+        st.next_len = after(seg.region.len() as u64, max);
         self.table.push(SegmentEntry::opened(Arc::clone(&seg)));
         let slots = SlotWriter::new(created.header, None, seg.base);
         let mut active = Active::new(seg, created.records, slots, SEGMENT_HEADER_LEN, false);
         self.set_write_mode(&mut active)?;
         st.active = Some(active);
         Ok(())
+    }
+
+    /// After a roll, with the state lock released: seals what was rolled
+    /// away from and prepares the next file, off the writer's path (in this
+    /// thread without a worker).
+    fn after_roll(&self) {
+        if self.state.lock().sealing.len() > MAX_PENDING_SEALS {
+            // The worker is behind: this writer seals itself rather than let
+            // rolled segments (mappings, indexes) pile up.
+            let _ = self.settle();
+        }
+        let me = self.me.clone();
+        self.env.background(move || {
+            if let Some(log) = me.upgrade() {
+                // A failure is sticky in the store; nothing more to do here.
+                let _ = log.settle();
+                log.prepare_next();
+            }
+        });
     }
 }

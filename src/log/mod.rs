@@ -16,6 +16,7 @@
 mod append;
 mod read;
 mod recover;
+mod seal;
 mod state;
 mod sync;
 mod table;
@@ -24,7 +25,7 @@ mod verify;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 
@@ -40,10 +41,13 @@ pub use read::Messages;
 pub(crate) use trim::TrimPlan;
 
 use state::{LogState, Phase};
+
 use table::SegmentTable;
 
 /// See the module docs.
 pub(crate) struct Log {
+    /// This log, for jobs it hands the background worker.
+    me: Weak<Log>,
     env: Arc<Env>,
     /// Where the log records which of its segments must exist.
     catalog: Arc<Catalog>,
@@ -61,6 +65,9 @@ pub(crate) struct Log {
     deleted: AtomicBool,
     /// Syncs, and the durable seq.
     commit: GroupCommit,
+    /// Held while segments are sealed (by the worker, or by a sync that
+    /// needs them sealed first), so they are sealed once, in order.
+    sealing: Mutex<()>,
     /// Blocked receivers, woken by appends.
     pub(crate) arrivals: Arrivals,
 }
@@ -69,24 +76,22 @@ impl Log {
     /// A new, empty log (its directory exists): the first append creates
     /// its first segment.
     pub(crate) fn create(env: Arc<Env>, catalog: Arc<Catalog>, id: u64, name: &str, dir: PathBuf) -> Arc<Log> {
-        Arc::new(Log {
+        let first_len = state::FIRST_SEGMENT_LEN.min(env.opts.get_segment_size());
+        Arc::new_cyclic(|me| Log {
+            me: me.clone(),
             env,
             catalog,
             id,
             name: name.to_string(),
             dir,
-            state: Mutex::new(LogState {
-                phase: Phase::Open,
-                next_seq: 1,
-                last_timestamp: 0,
-                active: None,
-            }),
+            state: Mutex::new(LogState::new(1, 0, None, first_len)),
             table: SegmentTable::new(Vec::new()),
             first_seq: AtomicU64::new(1),
             last_seq: AtomicU64::new(0),
             last_timestamp: AtomicU64::new(0),
             deleted: AtomicBool::new(false),
             commit: GroupCommit::new(0),
+            sealing: Mutex::new(()),
             arrivals: Arrivals::default(),
         })
     }
@@ -94,7 +99,8 @@ impl Log {
     /// Opens a log from its directory after a clean close or any crash
     /// (see the `recover` module), as its catalog `entry` describes it;
     /// `floor` is a seq known durable from elsewhere (a durable subscriber
-    /// commit points at it).
+    /// commit points at it); `legacy`: the store was written in format
+    /// version 1 (its catalog records no segments).
     pub(crate) fn recover(
         env: Arc<Env>,
         catalog: Arc<Catalog>,
@@ -102,22 +108,24 @@ impl Log {
         dir: PathBuf,
         entry: &ChannelEntry,
         floor: u64,
+        legacy: bool,
     ) -> Result<(Arc<Log>, ChannelRecovery)> {
         let id = entry.id;
-        let rec = recover::recover(&env, &dir, name, entry, floor)?;
+        let rec = recover::recover(&env, &catalog, &dir, name, entry, floor, legacy)?;
         let last = rec.next_seq - 1;
-        let log = Arc::new(Log {
+        let max = env.opts.get_segment_size();
+        let next_len = match rec.entries.last().and_then(|e| e.segment()) {
+            Some(seg) => state::after(seg.region.len() as u64, max),
+            None => state::FIRST_SEGMENT_LEN.min(max),
+        };
+        let log = Arc::new_cyclic(|me| Log {
+            me: me.clone(),
             env,
             catalog,
             id,
             name: name.to_string(),
             dir,
-            state: Mutex::new(LogState {
-                phase: Phase::Open,
-                next_seq: rec.next_seq,
-                last_timestamp: rec.last_timestamp,
-                active: rec.active,
-            }),
+            state: Mutex::new(LogState::new(rec.next_seq, rec.last_timestamp, rec.active, next_len)),
             table: SegmentTable::new(rec.entries),
             first_seq: AtomicU64::new(rec.first_seq),
             last_seq: AtomicU64::new(last),
@@ -125,6 +133,7 @@ impl Log {
             deleted: AtomicBool::new(false),
             // Recovery leaves everything it kept durable.
             commit: GroupCommit::new(last),
+            sealing: Mutex::new(()),
             arrivals: Arrivals::default(),
         });
         Ok((log, rec.report))
@@ -224,12 +233,15 @@ impl Log {
 
     /// Marks the log deleted: appends, syncs and reads return
     /// `ChannelDeleted` from now on; blocked receivers are woken. Waits for
-    /// an append in progress.
+    /// an append in progress and for background work on it.
     pub(crate) fn mark_deleted(&self) {
         let mut st = self.state.lock();
         st.phase = Phase::Deleted;
         self.deleted.store(true, Ordering::Release);
         drop(st);
+        // Background work on this log finishes (and starts no more), so
+        // its directory can be removed.
+        drop(self.sealing.lock());
         self.arrivals.wake();
     }
 }
@@ -250,7 +262,8 @@ mod tests {
             for _ in 0..2000 {
                 ch.publish(&payload).expect("publish");
             }
-            assert!(ch.log().table.open_count() <= MAX_OPEN_SEALED + 1);
+            let pending = super::append::MAX_PENDING_SEALS + 1;
+            assert!(ch.log().table.open_count() <= MAX_OPEN_SEALED + 1 + pending);
             store.close().expect("close");
         }
         let store = Store::open(dir.path(), opts).expect("reopen");

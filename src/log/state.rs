@@ -17,6 +17,7 @@
 //! records durable, and becomes durable with the next msync of the header:
 //! no slot ever claims more than was durable.
 
+use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -25,7 +26,7 @@ use crate::format::segment::{Slot, SEGMENT_HEADER_LEN};
 use crate::index::Coverage;
 use crate::mmap::RecordsToken;
 use crate::prefault::PrefaultCursor;
-use crate::segment::Segment;
+use crate::segment::{Prepared, Segment};
 pub(super) use crate::slots::SlotWriter;
 
 /// Where the log is in its life.
@@ -136,6 +137,17 @@ impl Active {
             .write(self.seg.seed, &self.seg.path, slot(end, next_seq, last_timestamp))
     }
 
+    /// After every record was msynced: writes the seal slot (the caller
+    /// msyncs the header).
+    pub(super) fn write_seal(&mut self, next_seq: u64, last_timestamp: u64) -> Result<Slot> {
+        let sealed = Slot {
+            sealed: true,
+            ..slot(self.offset, next_seq, last_timestamp)
+        };
+        self.slots.write(self.seg.seed, &self.seg.path, sealed)?;
+        Ok(self.slots.written())
+    }
+
     /// Syncs every record, then durably marks the segment sealed.
     pub(super) fn seal(&mut self, next_seq: u64, last_timestamp: u64) -> Result<Slot> {
         sync_range(&self.seg, self.offset)?;
@@ -184,6 +196,56 @@ pub(super) struct LogState {
     /// The last segment, when it takes appends; `None` before the first
     /// append and after the last segment was sealed.
     pub active: Option<Active>,
+    /// Segments the writer rolled away from whose seal is not durable yet,
+    /// oldest first (sealed in the background, or by the next sync).
+    pub sealing: VecDeque<Sealing>,
+    /// A segment file made ahead for the next roll.
+    pub prepared: Option<Prepared>,
+    /// Files prepared so far (each gets its own name).
+    pub prepared_count: u64,
+    /// Length of the next segment: segments start small and double up to
+    /// `Options::segment_size`.
+    pub next_len: u64,
+}
+
+impl LogState {
+    pub(super) fn new(next_seq: u64, last_timestamp: u64, active: Option<Active>, next_len: u64) -> LogState {
+        LogState {
+            phase: Phase::Open,
+            next_seq,
+            last_timestamp,
+            active,
+            sealing: VecDeque::new(),
+            prepared: None,
+            prepared_count: 0,
+            next_len,
+        }
+    }
+}
+
+/// A segment rolled away from, waiting for its seal.
+pub(super) struct Sealing {
+    pub active: Active,
+    /// The seq after its last record, and that record's timestamp.
+    pub next_seq: u64,
+    pub last_timestamp: u64,
+}
+
+/// The first segment of a channel: a channel with a few messages stays
+/// small on disk. Each next one is twice as long, up to
+/// `Options::segment_size`.
+pub(super) const FIRST_SEGMENT_LEN: u64 = 64 << 10;
+
+/// The length of a new segment: as planned (within `max`), and long enough
+/// for a frame of `need` bytes.
+pub(super) fn segment_len(planned: u64, max: u64, need: usize) -> u64 {
+    let fit = (SEGMENT_HEADER_LEN as u64 + need as u64).next_multiple_of(4096);
+    planned.min(max).max(fit)
+}
+
+/// The planned length of the segment after one of `len` bytes.
+pub(super) fn after(len: u64, max: u64) -> u64 {
+    len.saturating_mul(2).min(max)
 }
 
 /// Checks a mapped segment can be written at all (a file path for errors).

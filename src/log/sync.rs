@@ -28,6 +28,9 @@ impl Log {
     /// msync without the state lock, then the slot recording it under it.
     fn sync_once(&self) -> Result<u64> {
         self.env.check_failed()?;
+        // Segments rolled away from first: the active one's records are
+        // durable only after every segment before it is sealed.
+        self.settle()?;
         let snapshot = {
             let st = self.state.lock();
             match st.phase {
@@ -48,9 +51,9 @@ impl Log {
             return Ok(self.last_seq());
         };
         if !confirmed {
-            // Before any record of the segment is durable, the catalog
-            // records that it exists (and that all before it is durable).
-            self.catalog.confirm_segment(self.id, seg.base)?;
+            // Before any record of the segment is durable, it exists on
+            // record (and all before it is durable).
+            self.confirm(&seg)?;
             if let Some(a) = self.state.lock().active.as_mut().filter(|a| Arc::ptr_eq(&a.seg, &seg)) {
                 a.confirmed = true;
             }
@@ -93,6 +96,7 @@ impl Log {
             st.phase = Phase::Closing;
         }
         self.sync()?;
+        self.drop_prepared();
         let mut st = self.state.lock();
         let (next_seq, last_timestamp) = (st.next_seq, st.last_timestamp);
         if let Some(a) = st.active.as_mut() {

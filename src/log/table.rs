@@ -81,10 +81,6 @@ impl Snapshot {
         self.at(i.checked_sub(1)?)
     }
 
-    pub(super) fn last(&self) -> Option<&Arc<SegmentEntry>> {
-        self.0.last()
-    }
-
     pub(super) fn iter(&self) -> impl Iterator<Item = &Arc<SegmentEntry>> {
         self.0.iter()
     }

@@ -41,6 +41,21 @@ impl Log {
     }
 
     fn summaries(&self, snapshot: &Snapshot) -> Result<Vec<SegmentSummary>> {
+        // Segments rolled away from and not sealed yet: complete, but not
+        // removable until their seal is durable.
+        let pending: Vec<SegmentSummary> = {
+            let st = self.state.lock();
+            st.sealing
+                .iter()
+                .map(|s| SegmentSummary {
+                    first_seq: s.active.seg.base,
+                    next_seq: s.next_seq,
+                    bytes: (s.active.offset - SEGMENT_HEADER_LEN) as u64,
+                    last_timestamp: s.last_timestamp,
+                    sealed: false,
+                })
+                .collect()
+        };
         let mut out = Vec::with_capacity(snapshot.len());
         for (i, entry) in snapshot.iter().enumerate() {
             let sealed = |seal: crate::format::segment::Slot| SegmentSummary {
@@ -52,6 +67,12 @@ impl Log {
             };
             let summary = match entry.seal() {
                 Some(seal) => sealed(seal),
+                None if pending.iter().any(|p| p.first_seq == entry.base) => {
+                    match pending.iter().find(|p| p.first_seq == entry.base) {
+                        Some(p) => *p,
+                        None => continue,
+                    }
+                }
                 None => {
                     let next_base = snapshot.at(i).and_then(|(_, n)| n);
                     let seg = self.open_entry(entry, next_base)?;

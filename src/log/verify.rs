@@ -32,7 +32,14 @@ impl Log {
                 Err(_) if self.is_deleted() => return Ok(()),
                 Err(e) => return Err(e),
             };
-            let live = st.active.as_ref().map(|a| (a.seg.base, a.records.region().published()));
+            // The active segment and those rolled away from and not sealed
+            // yet: checked up to their end now, and not required sealed.
+            let live: Vec<(u64, usize)> = st
+                .active
+                .iter()
+                .chain(st.sealing.iter().map(|s| &s.active))
+                .map(|a| (a.seg.base, a.records.region().published()))
+                .collect();
             (names, live, self.last_seq())
         };
         if self.is_deleted() {
@@ -75,7 +82,7 @@ impl Log {
         for (i, &base) in bases.iter().enumerate() {
             let path = self.dir.join(segment_file_name(base));
             let is_last = i + 1 == bases.len();
-            let published = live_end.filter(|(b, _)| *b == base).map(|(_, end)| end);
+            let published = live_end.iter().find(|(b, _)| *b == base).map(|(_, end)| *end);
             let next = match self.verify_segment(base, &path, is_last, published, report) {
                 Ok(next) => next,
                 // Deleted while we read it: the channel is gone.
@@ -135,7 +142,7 @@ impl Log {
         // The segment that was active at the snapshot is checked up to its
         // published end then, even if it was sealed since.
         let sealed = slot.filter(|s| s.sealed && published.is_none());
-        if !is_last && sealed.is_none() {
+        if !is_last && sealed.is_none() && published.is_none() {
             report.problem(
                 path,
                 Some(SLOT_OFFSETS[0] as u64),

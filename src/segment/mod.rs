@@ -72,30 +72,96 @@ pub(crate) struct Created {
     pub(crate) records: RecordsToken,
 }
 
+/// A segment file made ahead of its roll, before its first seq is known:
+/// sized (blocks reserved) and mapped under a temporary name.
+pub(crate) struct Prepared {
+    tmp: PathBuf,
+    region: Arc<Region>,
+    header: HeaderToken,
+    records: RecordsToken,
+}
+
+impl Prepared {
+    /// The file's length.
+    pub(crate) fn len(&self) -> u64 {
+        self.region.len() as u64
+    }
+
+    /// The mapping, for prefaulting its first pages ahead of the writer.
+    pub(crate) fn region(&self) -> &Arc<Region> {
+        &self.region
+    }
+
+    /// Where the file is until it is installed.
+    pub(crate) fn path(&self) -> &Path {
+        &self.tmp
+    }
+}
+
+/// Name of the `n`-th file a channel prepares for a next segment (each its
+/// own name: a writer may be renaming one while the next is made).
+pub(crate) fn prepared_file_name(n: u64) -> String {
+    format!("next-{n}.seg.tmp")
+}
+
 impl Segment {
-    /// Creates, sizes and heads a new segment, then makes it durable: the
-    /// file is prepared under a temporary name, synced, renamed into place
-    /// and the directory synced, so a `.seg` file always has a valid header.
-    pub(crate) fn create(env: &Env, dir: &Path, channel_id: u64, base: u64, len: u64) -> Result<Created> {
+    /// Makes a segment file of `len` bytes ahead of time (see [`Prepared`]),
+    /// the channel's `n`-th.
+    pub(crate) fn prepare(env: &Env, dir: &Path, len: u64, n: u64) -> Result<Prepared> {
+        let tmp = dir.join(prepared_file_name(n));
+        env.storage.remove_file(&tmp)?;
+        let (region, header, records) = env.storage.create_region(&tmp, len, SEGMENT_HEADER_LEN)?;
+        Ok(Prepared {
+            tmp,
+            region,
+            header,
+            records,
+        })
+    }
+
+    /// Creates a segment starting at `base`: a prepared file (or a new one
+    /// of `len` bytes) gets its fixed header and its name. Nothing is synced:
+    /// the header and the name become durable when the segment is
+    /// confirmed, before any record in it is reported durable.
+    pub(crate) fn create(
+        env: &Env,
+        dir: &Path,
+        channel_id: u64,
+        base: u64,
+        len: u64,
+        prepared: Option<Prepared>,
+    ) -> Result<Created> {
         let storage = &env.storage;
         let path = dir.join(segment_file_name(base));
-        let tmp = dir.join(format!("{}.tmp", segment_file_name(base)));
-        storage.remove_file(&tmp)?;
-        let (region, mut header, records) = storage.create_region(&tmp, len, SEGMENT_HEADER_LEN)?;
+        let Prepared {
+            tmp,
+            region,
+            mut header,
+            records,
+        } = match prepared {
+            Some(p) => p,
+            None => {
+                let tmp = dir.join(format!("{}.tmp", segment_file_name(base)));
+                storage.remove_file(&tmp)?;
+                let (region, header, records) = storage.create_region(&tmp, len, SEGMENT_HEADER_LEN)?;
+                Prepared {
+                    tmp,
+                    region,
+                    header,
+                    records,
+                }
+            }
+        };
         let fixed = FixedHeader {
             channel_id,
             base_seq: base,
-            segment_len: len,
+            segment_len: region.len() as u64,
             created_ns: env.opts.now_ns(),
         };
         header
             .write(0, &fixed.encode())
             .map_err(Error::io_at(IoOp::WriteRecords, &tmp))?;
-        region
-            .sync(0..SEGMENT_HEADER_LEN)
-            .map_err(Error::io_at(IoOp::SyncMapping, &tmp))?;
         storage.rename(&tmp, &path)?;
-        storage.sync_dir(dir)?;
         let index = SegmentIndex::new(base, Self::index_capacity(env, region.len()));
         let segment = Segment::new(path, channel_id, base, region, index, false);
         Ok(Created {
@@ -103,6 +169,23 @@ impl Segment {
             header,
             records,
         })
+    }
+
+    /// Creates a segment and makes its header and name durable at once (for
+    /// repair, which writes records into it right away).
+    pub(crate) fn create_durable(env: &Env, dir: &Path, channel_id: u64, base: u64, len: u64) -> Result<Created> {
+        let created = Self::create(env, dir, channel_id, base, len, None)?;
+        created.segment.sync_created(env)?;
+        Ok(created)
+    }
+
+    /// Makes the fixed header and the directory entry durable.
+    pub(crate) fn sync_created(&self, env: &Env) -> Result<()> {
+        self.region
+            .sync(0..SEGMENT_HEADER_LEN)
+            .map_err(Error::io_at(IoOp::SyncMapping, &self.path))?;
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        env.storage.sync_dir(dir)
     }
 
     /// How many index entries a segment of `len` bytes can need.

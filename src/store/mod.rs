@@ -24,6 +24,7 @@ use crate::prefault::Prefaulter;
 use crate::report::{CompactionReport, RecoveryReport, VerifyReport};
 use crate::storage::{LockGuard, Storage};
 use crate::subscriptions::Subscriptions;
+use crate::worker::Worker;
 use compaction::Compactor;
 use flusher::Flusher;
 
@@ -54,6 +55,7 @@ pub(crate) struct StoreShared {
     flusher: Mutex<Option<Flusher>>,
     compactor: Mutex<Option<Compactor>>,
     prefaulter: Mutex<Option<Prefaulter>>,
+    worker: Mutex<Option<Worker>>,
     lock: Mutex<Option<LockGuard>>,
     closed: AtomicBool,
     report: RecoveryReport,
@@ -108,7 +110,7 @@ impl Store {
 
         let (catalog, catalog_note) = Catalog::open(&env)?;
         let mut report = RecoveryReport {
-            catalog_restored: catalog_note.restored_from_backup,
+            catalog_restored: catalog_note.restored_from_backup.clone(),
             ..RecoveryReport::default()
         };
         if catalog_note.upgraded {
@@ -148,7 +150,15 @@ impl Store {
         for (name, entry) in &data.channels {
             let dir = channel_dir(&root, entry.id);
             let floor = floors.get(&entry.id).copied().unwrap_or(0);
-            let (log, recovered) = Log::recover(Arc::clone(&env), Arc::clone(&catalog), name, dir, entry, floor)?;
+            let (log, recovered) = Log::recover(
+                Arc::clone(&env),
+                Arc::clone(&catalog),
+                name,
+                dir,
+                entry,
+                floor,
+                catalog_note.upgraded,
+            )?;
             report.channels.push(recovered);
             last_seqs.insert(entry.id, log.last_seq());
             channels.insert(name.clone(), (log, entry.limits));
@@ -173,6 +183,7 @@ impl Store {
             flusher: Mutex::new(None),
             compactor: Mutex::new(None),
             prefaulter: Mutex::new(None),
+            worker: Mutex::new(None),
             lock: Mutex::new(Some(lock)),
             closed: AtomicBool::new(false),
             report,
@@ -184,6 +195,11 @@ impl Store {
             let prefaulter = Prefaulter::start()?;
             let _ = shared.env.prefault.set(prefaulter.sender());
             *shared.prefaulter.lock() = Some(prefaulter);
+            // With the simulated storage the worker's jobs run in the
+            // writer's thread, so crash tests stay deterministic.
+            let worker = Worker::start()?;
+            let _ = shared.env.worker.set(worker.sender());
+            *shared.worker.lock() = Some(worker);
         }
         let compactor = Compactor::start(Arc::downgrade(&shared), opts.get_compact_interval())?;
         *shared.compactor.lock() = Some(compactor);
@@ -479,6 +495,12 @@ impl StoreShared {
             // missing or shortened file is never taken for less data.
             let seqs: Vec<(u64, u64)> = channels.iter().map(|c| (c.id(), c.log.last_seq())).collect();
             result = self.catalog.record_durable(&seqs);
+        }
+        // Every log is closed: no job can come any more.
+        if let Some(worker) = self.worker.lock().take() {
+            if worker.stop() {
+                self.env.fail_panicked(crate::worker::THREAD);
+            }
         }
         for core in &channels {
             core.log.arrivals.wake();

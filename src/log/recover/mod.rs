@@ -15,6 +15,7 @@
 //! allocates from a length read from a file.
 
 mod active;
+mod chain;
 mod open;
 mod repair;
 mod scan;
@@ -22,6 +23,7 @@ mod scan;
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::catalog::Catalog;
 use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::format::catalog::ChannelEntry;
@@ -33,7 +35,6 @@ use super::state::Active;
 use super::table::SegmentEntry;
 use active::{recover_last, Last};
 
-use crate::catalog::CATALOG_FILE as CATALOG_NAME;
 pub(crate) use open::open_sealed;
 pub(crate) use open::read_slot;
 pub(crate) use scan::needs_index_entry;
@@ -53,7 +54,15 @@ pub(super) struct Recovered {
 /// exists does, recovers the last segment. `floor` is a seq known durable
 /// from elsewhere (a durable subscriber commit); with the catalog's durable
 /// seq it is the least the channel must hold.
-pub(super) fn recover(env: &Env, dir: &Path, name: &str, entry: &ChannelEntry, floor: u64) -> Result<Recovered> {
+pub(super) fn recover(
+    env: &Env,
+    catalog: &Catalog,
+    dir: &Path,
+    name: &str,
+    entry: &ChannelEntry,
+    floor: u64,
+    legacy: bool,
+) -> Result<Recovered> {
     let storage = &env.storage;
     let channel_id = entry.id;
     let first_seq = entry.first_seq;
@@ -114,20 +123,6 @@ pub(super) fn recover(env: &Env, dir: &Path, name: &str, entry: &ChannelEntry, f
             "this segment file is missing, but the catalog records it as the channel's newest durable segment",
         ));
     }
-    let unconfirmed = bases
-        .iter()
-        .filter(|&&b| entry.newest_base > 0 && b > entry.newest_base)
-        .count();
-    if unconfirmed > 1 && !repair {
-        return Err(Error::corrupt(
-            dir.join(CATALOG_NAME),
-            0,
-            format!(
-                "{unconfirmed} segments start after {}, the newest the catalog records (a stale catalog?)",
-                entry.newest_base
-            ),
-        ));
-    }
     let mut first = first_seq;
     if let Some(first_base) = bases.first() {
         if *first_base > first_seq {
@@ -157,43 +152,123 @@ pub(super) fn recover(env: &Env, dir: &Path, name: &str, entry: &ChannelEntry, f
         first_seq: first,
         report: ChannelRecovery::default(),
     };
-    let count = bases.len();
-    for (i, &base) in bases.iter().enumerate() {
+    // The tail that a crash may have left unsealed: from the catalog's
+    // newest segment on (every segment when it records none; only the last
+    // one in a store of format version 1, whose writer sealed before it
+    // rolled).
+    let known_newest = entry.newest_base > 0;
+    let tail_from = if known_newest {
+        bases
+            .iter()
+            .position(|&b| b >= entry.newest_base)
+            .unwrap_or(bases.len())
+    } else if legacy {
+        bases.len().saturating_sub(1)
+    } else {
+        0
+    };
+    // A segment above the newest on record holds nothing durable: one that
+    // cannot even be read (its creation was cut by the crash) ends the
+    // tail, with every segment after it.
+    let unconfirmed = |b: u64| !legacy && (!known_newest || b > entry.newest_base);
+    if let Some(cut) = bases
+        .iter()
+        .position(|&b| unconfirmed(b) && !chain::usable(env, channel_id, b, &dir.join(segment_file_name(b))))
+    {
+        for later in bases.split_off(cut) {
+            for file in [segment_file_name(later), index_file_name(later)] {
+                let path = dir.join(&file);
+                if storage.is_dir(&path) {
+                    // Never ours to remove: set aside by repair, refused by strict.
+                    return Err(Error::corrupt(
+                        &path,
+                        0,
+                        "a directory is where this segment file should be",
+                    ));
+                }
+                storage.remove_file(&path)?;
+                report.removed_files.push(path);
+            }
+            report.torn_tail.get_or_insert((dir.join(segment_file_name(later)), 0));
+        }
+        storage.sync_dir(dir)?;
+    }
+    let mut i = 0;
+    while i < bases.len() {
+        let base = bases[i];
         let path = dir.join(segment_file_name(base));
         let next_base = bases.get(i + 1).copied();
-        if i + 1 == count {
-            let confirmed = entry.newest_base > 0 && base <= entry.newest_base;
-            let (seg, last) = recover_last(env, channel_id, base, &path, durable_seq, confirmed, &mut report)?;
-            let entry = SegmentEntry::opened(seg);
-            match last {
-                Last::Active {
-                    active,
-                    next_seq,
-                    last_timestamp,
-                } => {
-                    recovered.active = Some(active);
-                    recovered.next_seq = next_seq;
-                    recovered.last_timestamp = last_timestamp;
+        let confirmed = known_newest && base <= entry.newest_base;
+        match next_base {
+            None => {
+                let (seg, last) = recover_last(env, channel_id, base, &path, durable_seq, confirmed, &mut report)?;
+                let entry = SegmentEntry::opened(seg);
+                match last {
+                    Last::Active {
+                        active,
+                        next_seq,
+                        last_timestamp,
+                    } => {
+                        recovered.active = Some(active);
+                        recovered.next_seq = next_seq;
+                        recovered.last_timestamp = last_timestamp;
+                    }
+                    Last::Sealed(seal) => {
+                        entry.set_seal(seal);
+                        recovered.next_seq = seal.next_seq;
+                        recovered.last_timestamp = seal.last_timestamp;
+                    }
                 }
-                Last::Sealed(seal) => {
-                    entry.set_seal(seal);
-                    recovered.next_seq = seal.next_seq;
-                    recovered.last_timestamp = seal.last_timestamp;
+                entries.push(entry);
+            }
+            Some(next) if i >= tail_from => {
+                let link = chain::recover_link(
+                    env,
+                    Some(catalog),
+                    channel_id,
+                    base,
+                    &path,
+                    next,
+                    durable_seq,
+                    confirmed,
+                    known_newest,
+                    &mut report,
+                )?;
+                match link {
+                    chain::Link::Sealed(seal) => {
+                        let e = SegmentEntry::closed(base, path);
+                        e.set_seal(seal);
+                        entries.push(e);
+                    }
+                    chain::Link::Torn => {
+                        // The segments after this one never held anything
+                        // durable: the tail ends here.
+                        for later in bases.split_off(i + 1) {
+                            for file in [segment_file_name(later), index_file_name(later)] {
+                                storage.remove_file(&dir.join(&file))?;
+                                report.removed_files.push(dir.join(file));
+                            }
+                        }
+                        storage.sync_dir(dir)?;
+                        report.torn_tail = Some((dir.join(segment_file_name(next)), 0));
+                        continue;
+                    }
                 }
             }
-            entries.push(entry);
-        } else {
-            entries.push(SegmentEntry::closed(base, path.clone()));
-            if repair {
-                // Scanned and repaired now; opened again lazily, read-only,
-                // like any other sealed segment.
-                let fixed = repair::repair_sealed(env, channel_id, base, &path, next_base, &mut report)?;
-                if let Some((first, last)) = fixed.gap {
-                    let gap = repair::make_gap_segment(env, dir, channel_id, first, last, 0, &mut report)?;
-                    entries.push(SegmentEntry::closed(first, gap));
+            Some(next) => {
+                entries.push(SegmentEntry::closed(base, path.clone()));
+                if repair {
+                    // Scanned and repaired now; opened again lazily,
+                    // read-only, like any other sealed segment.
+                    let fixed = repair::repair_sealed(env, channel_id, base, &path, Some(next), &mut report)?;
+                    if let Some((first, last)) = fixed.gap {
+                        let gap = repair::make_gap_segment(env, dir, channel_id, first, last, 0, &mut report)?;
+                        entries.push(SegmentEntry::closed(first, gap));
+                    }
                 }
             }
         }
+        i += 1;
     }
     recovered.entries = entries;
     let last = recovered.next_seq - 1;
@@ -229,6 +304,7 @@ fn extend_with_hole(
 ) -> Result<()> {
     use crate::format::frame::{encode_hole, FRAME_HEADER_LEN};
     use crate::format::segment::SEGMENT_HEADER_LEN;
+    use crate::options::MIN_SEGMENT_SIZE;
     use crate::segment::Segment;
     use crate::slots::SlotWriter;
 
@@ -239,7 +315,7 @@ fn extend_with_hole(
             entry.set_seal(seal);
         }
     }
-    let created = Segment::create(env, dir, channel_id, first_lost, env.opts.get_segment_size())?;
+    let created = Segment::create_durable(env, dir, channel_id, first_lost, MIN_SEGMENT_SIZE)?;
     let seg = Arc::new(created.segment);
     let mut records = created.records;
     let hole = encode_hole(seg.seed, first_lost, durable_seq, FRAME_HEADER_LEN)

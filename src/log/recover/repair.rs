@@ -250,7 +250,7 @@ pub(super) fn make_gap_segment(
     last_timestamp: u64,
     report: &mut ChannelRecovery,
 ) -> Result<PathBuf> {
-    let created = Segment::create(env, dir, channel_id, first, MIN_SEGMENT_SIZE)?;
+    let created = Segment::create_durable(env, dir, channel_id, first, MIN_SEGMENT_SIZE)?;
     let seg = Arc::new(created.segment);
     let mut records = created.records;
     let hole = encode_hole(seg.seed, first, last, FRAME_HEADER_LEN)

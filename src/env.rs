@@ -21,6 +21,9 @@ pub(crate) struct Env {
     closed: AtomicBool,
     /// Where writers ask for pages to be faulted in ahead of them.
     pub(crate) prefault: OnceLock<Sender<Request>>,
+    /// The store's previous owner ran on this boot of the machine and
+    /// finished opening it: nothing it wrote can be missing from the files.
+    pub(crate) same_boot: bool,
     /// The background worker (seals, prepares segments); unset with the
     /// simulated storage, whose jobs run in the caller so crash tests stay
     /// deterministic.
@@ -31,8 +34,9 @@ pub(crate) struct Env {
 pub(crate) type Job = Box<dyn FnOnce() + Send>;
 
 impl Env {
-    pub(crate) fn new(root: PathBuf, opts: Options, storage: Storage) -> Env {
+    pub(crate) fn new(root: PathBuf, opts: Options, storage: Storage, same_boot: bool) -> Env {
         Env {
+            same_boot,
             root,
             opts,
             storage,

@@ -121,7 +121,7 @@ pub fn index_file(data: &[u8]) {
         capacity: (1 << 20) / 64 + 2,
         sealed_at,
     };
-    if let Ok((index, cov)) = decode_file(data, &want(None)) {
+    if let Ok((index, cov, _)) = decode_file(data, &want(None)) {
         assert!(cov.end <= 1 << 20);
         for i in 0..index.len() {
             let e = index.get(i).expect("entries below len exist");
@@ -149,9 +149,15 @@ pub fn index_file(data: &[u8]) {
         next_seq: seq,
         last_timestamp: ts,
     };
-    let file = index.encode_file(7, cov);
-    let (back, back_cov) = decode_file(&file, &want(Some((offset, seq)))).expect("an encoded index decodes");
+    let live = (r.below(2) == 0).then(|| crate::index::LiveMark {
+        boot_id: u128::from(r.u64()),
+        device: r.u64(),
+        inode: r.u64(),
+    });
+    let file = index.encode_file(7, cov, live);
+    let (back, back_cov, back_live) = decode_file(&file, &want(Some((offset, seq)))).expect("an encoded index decodes");
     assert_eq!(back_cov, cov);
+    assert_eq!(back_live, live);
     let decoded: Vec<IndexEntry> = (0..back.len()).filter_map(|i| back.get(i)).collect();
     assert_eq!(decoded, entries);
     let mut bad = file.clone();

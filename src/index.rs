@@ -3,7 +3,8 @@
 //!
 //! In memory the index is an append-only array of atomics that the single
 //! writer of a segment extends and any reader searches without a lock. On
-//! disk (`<base>.idx`) it is derived data: written when a segment is sealed,
+//! disk (`<base>.idx`) it is derived data: written when a segment is sealed
+//! or closed, at syncs, and as live checkpoints while it is written;
 //! validated when loaded, rebuilt from the segment when it does not match.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -13,9 +14,16 @@ use crate::codec::{u32_at, u64_at};
 
 const CHUNK_ENTRIES: usize = 512;
 const IDX_MAGIC: &[u8; 8] = b"SPOOLIDX";
-const IDX_VERSION: u16 = 1;
-/// Bytes before the first entry of an index file.
-pub(crate) const IDX_HEADER_LEN: usize = 64;
+/// Version 2 adds the live mark; version 1 is still read.
+const IDX_VERSION: u16 = 2;
+/// Bytes before the first entry of an index file of version 1.
+const IDX_V1_HEADER_LEN: usize = 64;
+/// Bytes before the first entry of an index file (version 2).
+pub(crate) const IDX_HEADER_LEN: usize = 128;
+/// Header flag: the coverage includes records that were not durable when
+/// the file was written (a live checkpoint), so it holds only on the same
+/// boot and for the same file (see `LiveMark`).
+const FLAG_LIVE: u32 = 1;
 /// Bytes per entry in an index file.
 pub(crate) const IDX_ENTRY_LEN: usize = 16;
 
@@ -147,20 +155,27 @@ impl SegmentIndex {
     }
 
     /// Encodes the index file for the records `cov` describes (entries the
-    /// writer added past `cov.end` meanwhile are left out).
-    pub(crate) fn encode_file(&self, channel_id: u64, cov: Coverage) -> Vec<u8> {
+    /// writer added past `cov.end` meanwhile are left out). `live`: the
+    /// coverage includes records not durable yet (see `LiveMark`).
+    pub(crate) fn encode_file(&self, channel_id: u64, cov: Coverage, live: Option<LiveMark>) -> Vec<u8> {
         let n = self.partition_point(|e| e.offset < cov.end);
         let mut out = Vec::with_capacity(IDX_HEADER_LEN + n * IDX_ENTRY_LEN);
         out.extend_from_slice(IDX_MAGIC);
         out.extend_from_slice(&IDX_VERSION.to_le_bytes());
         out.extend_from_slice(&(IDX_ENTRY_LEN as u16).to_le_bytes());
-        out.extend_from_slice(&0u32.to_le_bytes());
+        let flags = if live.is_some() { FLAG_LIVE } else { 0 };
+        out.extend_from_slice(&flags.to_le_bytes());
         out.extend_from_slice(&channel_id.to_le_bytes());
         out.extend_from_slice(&self.base.to_le_bytes());
         out.extend_from_slice(&(cov.end as u64).to_le_bytes());
         out.extend_from_slice(&cov.next_seq.to_le_bytes());
         out.extend_from_slice(&cov.last_timestamp.to_le_bytes());
         out.extend_from_slice(&(n as u32).to_le_bytes());
+        out.resize(64, 0);
+        let mark = live.unwrap_or_default();
+        out.extend_from_slice(&mark.boot_id.to_le_bytes());
+        out.extend_from_slice(&mark.device.to_le_bytes());
+        out.extend_from_slice(&mark.inode.to_le_bytes());
         out.resize(IDX_HEADER_LEN, 0);
         for e in (0..n).filter_map(|i| self.get(i)) {
             out.extend_from_slice(&((e.seq - self.base) as u32).to_le_bytes());
@@ -182,10 +197,22 @@ pub(crate) struct Coverage {
     pub last_timestamp: u64,
 }
 
+/// Where a live checkpoint was written: the machine's boot and the segment
+/// file's identity. Its coverage is trusted only when both are the same at
+/// open (the process crashed, the page cache holding what it wrote is
+/// intact, and the file is the same one, not a copy).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct LiveMark {
+    pub boot_id: u128,
+    pub device: u64,
+    pub inode: u64,
+}
+
+/// The checksum: bytes 0..60, then everything from byte 64 on.
 fn idx_crc(file: &[u8]) -> u32 {
     let mut h = crc32fast::Hasher::new();
     h.update(file.get(..60).unwrap_or(file));
-    h.update(file.get(IDX_HEADER_LEN..).unwrap_or(&[]));
+    h.update(file.get(64..).unwrap_or(&[]));
     h.finalize()
 }
 
@@ -200,16 +227,37 @@ pub(crate) struct IndexExpectation {
     pub sealed_at: Option<(usize, u64)>,
 }
 
-/// Decodes and validates an index file; `Err` says why it must be rebuilt.
-pub(crate) fn decode_file(bytes: &[u8], want: &IndexExpectation) -> Result<(SegmentIndex, Coverage), String> {
+/// A decoded index file: the entries, what they cover, and the live mark
+/// of a live checkpoint.
+pub(crate) type Decoded = (SegmentIndex, Coverage, Option<LiveMark>);
+
+/// Decodes and validates an index file (version 1 or 2); `Err` says why it
+/// must be rebuilt.
+pub(crate) fn decode_file(bytes: &[u8], want: &IndexExpectation) -> Result<Decoded, String> {
     if bytes.get(..8) != Some(IDX_MAGIC.as_slice()) {
         return Err("bad magic".into());
     }
     let field = |at| u64_at(bytes, at).ok_or_else(|| "truncated header".to_string());
     let version = u16::from_le_bytes([bytes.get(8).copied().unwrap_or(0), bytes.get(9).copied().unwrap_or(0)]);
-    if version != IDX_VERSION {
-        return Err(format!("unknown version {version}"));
-    }
+    let header_len = match version {
+        1 => IDX_V1_HEADER_LEN,
+        IDX_VERSION => IDX_HEADER_LEN,
+        _ => return Err(format!("unknown version {version}")),
+    };
+    let live = if version >= 2 && u32_at(bytes, 12).is_some_and(|f| f & FLAG_LIVE != 0) {
+        let boot_id = bytes
+            .get(64..80)
+            .and_then(|b| b.try_into().ok())
+            .map(u128::from_le_bytes)
+            .ok_or("truncated header")?;
+        Some(LiveMark {
+            boot_id,
+            device: field(80)?,
+            inode: field(88)?,
+        })
+    } else {
+        None
+    };
     if field(16)? != want.channel_id || field(24)? != want.base {
         return Err("belongs to another segment".into());
     }
@@ -225,7 +273,7 @@ pub(crate) fn decode_file(bytes: &[u8], want: &IndexExpectation) -> Result<(Segm
         return Err("stale: does not cover the segment's records".into());
     }
     let count = u64::from(u32_at(bytes, 56).ok_or("truncated header")?);
-    if count > want.capacity as u64 || bytes.len() as u64 != IDX_HEADER_LEN as u64 + count * IDX_ENTRY_LEN as u64 {
+    if count > want.capacity as u64 || bytes.len() as u64 != header_len as u64 + count * IDX_ENTRY_LEN as u64 {
         return Err("entry count does not match the file length".into());
     }
     if u32_at(bytes, 60) != Some(idx_crc(bytes)) {
@@ -233,7 +281,7 @@ pub(crate) fn decode_file(bytes: &[u8], want: &IndexExpectation) -> Result<(Segm
     }
     let index = SegmentIndex::new(want.base, want.capacity);
     let mut prev: Option<IndexEntry> = None;
-    for chunk in bytes.get(IDX_HEADER_LEN..).unwrap_or(&[]).chunks_exact(IDX_ENTRY_LEN) {
+    for chunk in bytes.get(header_len..).unwrap_or(&[]).chunks_exact(IDX_ENTRY_LEN) {
         let e = IndexEntry {
             seq: want.base + u64::from(u32_at(chunk, 0).unwrap_or(0)),
             offset: u32_at(chunk, 4).unwrap_or(0) as usize,
@@ -252,7 +300,7 @@ pub(crate) fn decode_file(bytes: &[u8], want: &IndexExpectation) -> Result<(Segm
         }
         prev = Some(e);
     }
-    Ok((index, cov))
+    Ok((index, cov, live))
 }
 
 #[cfg(test)]
@@ -306,8 +354,9 @@ mod tests {
     fn file_round_trip_and_rejections() {
         let idx = sample(2000);
         let want = expectation();
-        let file = idx.encode_file(7, COV);
-        let (back, cov) = decode_file(&file, &want).expect("valid file");
+        let file = idx.encode_file(7, COV, None);
+        let (back, cov, live) = decode_file(&file, &want).expect("valid file");
+        assert_eq!(live, None);
         assert_eq!(cov, COV);
         assert_eq!(back.len(), 2000);
         assert_eq!(back.get(1234), idx.get(1234));

@@ -89,7 +89,7 @@ pub(crate) struct RecordsToken {
 
 /// A write-through token flushes its staged bytes at least this often, so a
 /// huge batch does not buffer without bound.
-const MAX_STAGED: usize = 1 << 20;
+pub(crate) const MAX_STAGED: usize = 1 << 20;
 
 impl std::fmt::Debug for Region {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -4,13 +4,15 @@ use std::ops::RangeInclusive;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::state::{after, segment_len, write_error, Active, LogState, Phase, Sealing, SlotWriter};
+use super::state::{
+    after, segment_len, write_error, Active, LogState, Phase, Sealing, SlotWriter, INDEX_CHECKPOINT_BYTES,
+};
 use super::table::SegmentEntry;
 use super::Log;
 use crate::error::{Error, Result};
 use crate::format::frame::{encode_message, frame_len};
 use crate::format::segment::SEGMENT_HEADER_LEN;
-use crate::index::IndexEntry;
+use crate::index::{Coverage, IndexEntry};
 use crate::options::SyncPolicy;
 use crate::segment::Segment;
 
@@ -106,9 +108,13 @@ impl Log {
             }
             let published = self.publish_written(&mut st);
             let last = st.next_seq - 1;
+            let checkpoint = self.live_checkpoint_due(&mut st);
             drop(st);
             if rolled {
                 self.after_roll();
+            }
+            if let Some(cov) = checkpoint {
+                self.write_live_checkpoint(cov);
             }
             published?;
             first..=last
@@ -197,6 +203,39 @@ impl Log {
         self.set_write_mode(&mut active)?;
         st.active = Some(active);
         Ok(())
+    }
+
+    /// What a live index checkpoint of the active segment should cover, when
+    /// one is due (every `INDEX_CHECKPOINT_BYTES` of records).
+    fn live_checkpoint_due(&self, st: &mut LogState) -> Option<(Arc<Segment>, Coverage)> {
+        let (next_seq, last_timestamp) = (st.next_seq, st.last_timestamp);
+        let a = st.active.as_mut()?;
+        if a.offset < a.index_checkpoint + INDEX_CHECKPOINT_BYTES {
+            return None;
+        }
+        a.index_checkpoint = a.offset;
+        Some((Arc::clone(&a.seg), a.coverage(next_seq, last_timestamp)))
+    }
+
+    /// Writes a live index checkpoint (on the worker), so that an open
+    /// after the process crashes scans at most what came after it.
+    fn write_live_checkpoint(&self, (seg, cov): (Arc<Segment>, Coverage)) {
+        let me = self.me.clone();
+        self.env.background(move || {
+            let Some(log) = me.upgrade() else { return };
+            // Not over the durable index file a seal writes.
+            let _one_at_a_time = log.sealing.lock();
+            let active = log
+                .state
+                .lock()
+                .active
+                .as_ref()
+                .is_some_and(|a| Arc::ptr_eq(&a.seg, &seg));
+            if active {
+                // Derived data: a failure only means a longer scan at open.
+                let _ = seg.write_live_index_file(&log.env.storage, log.id, cov);
+            }
+        });
     }
 
     /// After a roll, with the state lock released: seals what was rolled

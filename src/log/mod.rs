@@ -131,8 +131,7 @@ impl Log {
             last_seq: AtomicU64::new(last),
             last_timestamp: AtomicU64::new(rec.last_timestamp),
             deleted: AtomicBool::new(false),
-            // Recovery leaves everything it kept durable.
-            commit: GroupCommit::new(last),
+            commit: GroupCommit::new(rec.durable_seq.min(last)),
             sealing: Mutex::new(()),
             arrivals: Arrivals::default(),
         });

@@ -239,7 +239,7 @@ impl Log {
             sealed_at: None,
         };
         match decode_file(&bytes, &want) {
-            Ok((index, _)) => {
+            Ok((index, _, _)) => {
                 for e in (0..index.len()).filter_map(|i| index.get(i)) {
                     if frames.get(&e.offset) != Some(&(e.seq, e.timestamp)) {
                         report.problem(

@@ -10,7 +10,7 @@ use crate::env::Env;
 use crate::error::{Error, IoOp, Result};
 use crate::format::frame::{segment_seed, FrameCursor, FrameHeader, FrameKind, SegmentBytes, FRAME_HEADER_LEN};
 use crate::format::segment::{index_file_name, segment_file_name, FixedHeader, SEGMENT_HEADER_LEN};
-use crate::index::{Coverage, SegmentIndex};
+use crate::index::{Coverage, LiveMark, SegmentIndex};
 use crate::mmap::{HeaderToken, RecordsToken, Region};
 use crate::storage::Storage;
 
@@ -369,6 +369,21 @@ impl Segment {
     /// detected and rebuilt.
     pub(crate) fn write_index_file(&self, storage: &Storage, channel_id: u64, cov: Coverage) -> Result<()> {
         let path = self.path.with_file_name(index_file_name(self.base));
-        storage.write_file(&path, &self.index.encode_file(channel_id, cov))
+        storage.write_file(&path, &self.index.encode_file(channel_id, cov, None))
+    }
+
+    /// Writes a live checkpoint of the index: its coverage includes records
+    /// not durable yet, so it is marked with this boot and this file's
+    /// identity, and trusted at open only when both are unchanged (the
+    /// process crashed, the machine did not).
+    pub(crate) fn write_live_index_file(&self, storage: &Storage, channel_id: u64, cov: Coverage) -> Result<()> {
+        let (device, inode) = storage.file_id(&self.path)?;
+        let mark = LiveMark {
+            boot_id: storage.boot_id(),
+            device,
+            inode,
+        };
+        let path = self.path.with_file_name(index_file_name(self.base));
+        storage.write_file(&path, &self.index.encode_file(channel_id, cov, Some(mark)))
     }
 }

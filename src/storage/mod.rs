@@ -29,6 +29,23 @@ pub(crate) enum LockGuard {
     Sim(Arc<sim::SimInner>, PathBuf),
 }
 
+impl LockGuard {
+    /// Replaces what the lock file says (for the next opener).
+    pub(crate) fn record(&self, text: &str) -> Result<()> {
+        match self {
+            LockGuard::Real(file, path) => {
+                use std::os::unix::fs::FileExt;
+                file.set_len(0)
+                    .and_then(|()| file.write_all_at(text.as_bytes(), 0))
+                    .map_err(|e| Error::io(IoOp::Lock, path, e))
+            }
+            LockGuard::Sim(inner, path) => inner
+                .write_file(path, text.as_bytes())
+                .map_err(|e| Error::io(IoOp::Lock, path, e)),
+        }
+    }
+}
+
 impl Drop for LockGuard {
     fn drop(&mut self) {
         match self {
@@ -65,6 +82,19 @@ impl Storage {
 
     pub(crate) fn exists(&self, path: &Path) -> bool {
         dispatch!(self, s => s.exists(path))
+    }
+
+    /// An id of the running boot of the machine (Linux's boot_id; the
+    /// simulated storage's changes at each simulated power loss): page-cache
+    /// contents written under one boot id are still there under the same.
+    pub(crate) fn boot_id(&self) -> u128 {
+        dispatch!(self, s => s.boot_id())
+    }
+
+    /// The identity of a file (device and inode), which a copy of it does
+    /// not share.
+    pub(crate) fn file_id(&self, path: &Path) -> Result<(u64, u64)> {
+        dispatch!(self, s => s.file_id(path)).map_err(|e| Error::io(IoOp::Stat, path, e))
     }
 
     /// Whether `path` is a directory (not following a missing path).
@@ -144,8 +174,9 @@ impl Storage {
             .map_err(|e| Error::io(IoOp::Map, path, e))
     }
 
-    /// Takes the exclusive lock at `path`, writing our pid into it.
-    pub(crate) fn lock(&self, path: &Path) -> Result<LockGuard> {
+    /// Takes the exclusive lock at `path`, writing our pid into it; returns
+    /// what the previous owner had written there.
+    pub(crate) fn lock(&self, path: &Path) -> Result<(LockGuard, String)> {
         match self {
             Storage::Real(s) => s.lock(path),
             Storage::Sim(s) => s.lock(path),

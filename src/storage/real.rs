@@ -1,7 +1,7 @@
 //! Real files: std::fs for metadata and small files, memmap2 for segments.
 
 use std::fs::{self, File, OpenOptions, TryLockError};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -39,6 +39,24 @@ impl RealStorage {
 
     pub(crate) fn is_dir(&self, path: &Path) -> bool {
         path.is_dir()
+    }
+
+    pub(crate) fn boot_id(&self) -> u128 {
+        static BOOT: std::sync::OnceLock<u128> = std::sync::OnceLock::new();
+        *BOOT.get_or_init(|| {
+            // "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"; 0 (never trusted) when
+            // it cannot be read.
+            fs::read_to_string("/proc/sys/kernel/random/boot_id")
+                .ok()
+                .and_then(|s| u128::from_str_radix(&s.trim().replace('-', ""), 16).ok())
+                .unwrap_or(0)
+        })
+    }
+
+    pub(crate) fn file_id(&self, path: &Path) -> io::Result<(u64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        let m = fs::metadata(path)?;
+        Ok((m.dev(), m.ino()))
     }
 
     pub(crate) fn read_file(&self, path: &Path, max: u64) -> io::Result<Vec<u8>> {
@@ -112,8 +130,8 @@ impl RealStorage {
         Region::map_file_readonly(&file, usize_len(len)?, records_start, published)
     }
 
-    pub(crate) fn lock(&self, path: &Path) -> Result<LockGuard> {
-        let mut file = OpenOptions::new()
+    pub(crate) fn lock(&self, path: &Path) -> Result<(LockGuard, String)> {
+        let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
@@ -128,12 +146,12 @@ impl RealStorage {
             match file.try_lock() {
                 Ok(()) => break,
                 Err(TryLockError::WouldBlock) => {
-                    let mut buf = [0u8; 32];
+                    let mut buf = [0u8; 64];
                     let holder_pid = file
                         .read_at(&mut buf, 0)
                         .ok()
                         .and_then(|n| std::str::from_utf8(buf.get(..n)?).ok())
-                        .and_then(|text| text.trim().parse().ok());
+                        .and_then(|text| text.lines().next()?.trim().parse().ok());
                     // Our pid, but no store of this process holds the lock: a
                     // child forked (by any thread) while we held it still has
                     // the descriptor until it execs or exits. Wait for that
@@ -152,12 +170,14 @@ impl RealStorage {
                 Err(TryLockError::Error(e)) => return Err(Error::io(IoOp::Lock, path, e)),
             }
         }
-        // The pid is only for the message a second opener sees.
+        // What the previous owner left (its pid and boot), then ours.
+        let mut previous = String::new();
+        let _ = (&file).read_to_string(&mut previous);
         file.set_len(0)
-            .and_then(|_| file.write_all(format!("{}\n", std::process::id()).as_bytes()))
+            .and_then(|_| file.write_all_at(format!("{}\n", std::process::id()).as_bytes(), 0))
             .map_err(|e| Error::io(IoOp::Lock, path, e))?;
         HELD.lock().push(key.clone());
-        Ok(LockGuard::Real(file, key))
+        Ok((LockGuard::Real(file, key), previous))
     }
 }
 

@@ -105,8 +105,13 @@ impl Store {
         let root = path.as_ref().to_path_buf();
         let storage = opts.storage_backend().clone();
         storage.create_dir_all(&root)?;
-        let lock = storage.lock(&root.join("LOCK"))?;
-        let env = Arc::new(Env::new(root.clone(), opts.clone(), storage.clone()));
+        let (lock, previous_owner) = storage.lock(&root.join("LOCK"))?;
+        // The previous owner ran on this boot (and finished its open): the
+        // page cache still holds all it wrote, and no stale record of an
+        // older boot lies past what it wrote (see `log::recover`).
+        let boot = storage.boot_id();
+        let same_boot = boot != 0 && previous_owner.lines().any(|l| l == format!("boot={boot:032x}"));
+        let env = Arc::new(Env::new(root.clone(), opts.clone(), storage.clone(), same_boot));
 
         let (catalog, catalog_note) = Catalog::open(&env)?;
         let mut report = RecoveryReport {
@@ -175,6 +180,9 @@ impl Store {
             .map(|(name, (log, limits))| (name, ChannelCore::new(log, Arc::clone(&subs), limits)))
             .collect();
 
+        // Open is complete: the next opener may rely on this boot's page
+        // cache.
+        lock.record(&format!("{}\nboot={boot:032x}\n", std::process::id()))?;
         let shared = Arc::new(StoreShared {
             env,
             catalog,

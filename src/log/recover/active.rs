@@ -7,9 +7,11 @@ use super::open::{load_index, open_rw, OpenedRw};
 use super::scan::{chains_to, scan, zero_stale_tail, Known, Scan, ScanStart};
 use crate::env::Env;
 use crate::error::{Error, IoOp, Result};
+use crate::format::frame::frame_len;
 use crate::format::segment::Slot;
 use crate::index::SegmentIndex;
 use crate::mmap::RecordsToken;
+use crate::mmap::MAX_STAGED;
 use crate::options::RecoveryMode;
 use crate::report::ChannelRecovery;
 use crate::segment::Segment;
@@ -23,6 +25,8 @@ pub(super) enum Last {
         active: Active,
         next_seq: u64,
         last_timestamp: u64,
+        /// The seq after the records known durable.
+        durable_next: u64,
     },
     /// It was sealed (the crash came between its seal and the creation of
     /// the next one); the next append rolls.
@@ -120,9 +124,17 @@ pub(super) fn recover_last(
     report.scanned_bytes = (scanned.end - scanned.start) as u64;
     if let Some((offset, _reason)) = &scanned.stopped {
         // After a clean close nothing was written past the durable end, so
-        // there is nothing stale to look for there.
+        // there is nothing stale to look for there. When the previous owner
+        // ran on this boot, nothing stale lies past what it wrote but one
+        // frame it was writing: only that far is looked at.
         let clean_end = durable.clean && *offset as u64 == durable.durable_end;
-        if !clean_end && zero_stale_tail(&seg, &mut records, *offset)? {
+        let until = if env.same_boot {
+            let span = frame_len(env.opts.get_max_payload() as usize).max(MAX_STAGED);
+            offset.saturating_add(span).min(seg.region.len())
+        } else {
+            seg.region.len()
+        };
+        if !clean_end && zero_stale_tail(&seg, &mut records, *offset, until)? {
             report.torn_tail = Some((path.to_path_buf(), *offset as u64));
         }
     }
@@ -135,24 +147,26 @@ pub(super) fn recover_last(
         .publish(scanned.end)
         .map_err(Error::io_at(IoOp::WriteRecords, path))?;
     let seg = Arc::new(seg);
-    let mut active = Active::new(Arc::clone(&seg), records, slots, scanned.end, confirmed);
-    // What survived is made durable and marked clean (everything after it
-    // is zero now), so that everything recovered is durable, the next open
-    // need not look past it, and a second open changes nothing. All are
-    // no-ops when the slot already says so.
-    if durable.durable_end < scanned.end as u64 {
-        seg.region
-            .sync(0..scanned.end)
-            .map_err(Error::io_at(IoOp::SyncMapping, path))?;
-    }
-    active.record_synced(scanned.end, scanned.next_seq, scanned.last_timestamp)?;
-    active.mark_clean(scanned.next_seq, scanned.last_timestamp)?;
+    let active = Active::new(Arc::clone(&seg), records, slots, scanned.end, confirmed);
+    // What the crash left past the durable end is not made durable here
+    // (it never was reported durable; the next sync makes it so): open time
+    // follows the tail, not what was written. A second open finds the same.
+    let durable_next = if durable.durable_end >= scanned.end as u64 || !report.lost.is_empty() {
+        scanned.next_seq
+    } else {
+        // The slot, or the floor (the catalog, durable subscriber commits).
+        durable
+            .next_seq
+            .max(durable_seq.saturating_add(1))
+            .min(scanned.next_seq)
+    };
     Ok((
         seg,
         Last::Active {
             active,
             next_seq: scanned.next_seq,
             last_timestamp: scanned.last_timestamp,
+            durable_next,
         },
     ))
 }

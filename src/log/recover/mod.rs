@@ -46,6 +46,8 @@ pub(super) struct Recovered {
     pub next_seq: u64,
     pub last_timestamp: u64,
     pub first_seq: u64,
+    /// Every seq up to this one is durable.
+    pub durable_seq: u64,
     pub report: ChannelRecovery,
 }
 
@@ -150,6 +152,7 @@ pub(super) fn recover(
         next_seq: first,
         last_timestamp: 0,
         first_seq: first,
+        durable_seq: first - 1,
         report: ChannelRecovery::default(),
     };
     // The tail that a crash may have left unsealed: from the catalog's
@@ -208,15 +211,18 @@ pub(super) fn recover(
                         active,
                         next_seq,
                         last_timestamp,
+                        durable_next,
                     } => {
                         recovered.active = Some(active);
                         recovered.next_seq = next_seq;
                         recovered.last_timestamp = last_timestamp;
+                        recovered.durable_seq = durable_next.saturating_sub(1);
                     }
                     Last::Sealed(seal) => {
                         entry.set_seal(seal);
                         recovered.next_seq = seal.next_seq;
                         recovered.last_timestamp = seal.last_timestamp;
+                        recovered.durable_seq = seal.next_seq - 1;
                     }
                 }
                 entries.push(entry);
@@ -342,5 +348,6 @@ fn extend_with_hole(
     recovered.entries.push(SegmentEntry::opened(seg));
     recovered.active = Some(active);
     recovered.next_seq = durable_seq + 1;
+    recovered.durable_seq = durable_seq;
     Ok(())
 }

@@ -244,7 +244,8 @@ fn index_sealed(env: &Env, seg: &Segment, seal: &Slot) -> Result<()> {
 }
 
 /// The segment's index file, if it is valid (and, for a sealed segment,
-/// covers exactly what the seal says).
+/// covers exactly what the seal says; for the last segment, a live
+/// checkpoint only when it was written on this boot, for this very file).
 pub(super) fn load_index(
     env: &Env,
     path: &Path,
@@ -269,5 +270,16 @@ pub(super) fn load_index(
         capacity,
         sealed_at,
     };
-    decode_file(&bytes, &want).ok()
+    let (index, cov, live) = decode_file(&bytes, &want).ok()?;
+    if let (Some(mark), None) = (live, seal) {
+        let (device, inode) = env.storage.file_id(path).ok()?;
+        let same =
+            mark.boot_id != 0 && mark.boot_id == env.storage.boot_id() && (mark.device, mark.inode) == (device, inode);
+        if !same {
+            // Written before a reboot (or for another file): what it covers
+            // past the durable end may not have reached the disk.
+            return None;
+        }
+    }
+    Some((index, cov))
 }

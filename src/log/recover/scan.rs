@@ -187,12 +187,13 @@ pub(super) fn repair_span(
     Ok((resume, resume_seq))
 }
 
-/// Zeroes every non-zero byte from `from` to the end of the segment so that
-/// stale records after a cut can never validate, and makes that durable
-/// before anything is appended there.
-pub(super) fn zero_stale_tail(seg: &Segment, records: &mut RecordsToken, from: usize) -> Result<bool> {
+/// Zeroes every non-zero byte from `from` up to `until` (the end of the
+/// segment, unless less can hold anything stale) so that stale records
+/// after a cut can never validate, and makes that durable before anything
+/// is appended there.
+pub(super) fn zero_stale_tail(seg: &Segment, records: &mut RecordsToken, from: usize, until: usize) -> Result<bool> {
     const CHUNK: usize = 4096;
-    let len = seg.region.len();
+    let len = until.min(seg.region.len());
     let mut offset = from;
     let mut zeroed_to = None;
     while offset < len {

@@ -130,6 +130,15 @@ impl SimInner {
         self.state.lock().live.get(path) == Some(&Node::Dir)
     }
 
+    pub(crate) fn boot_id(&self) -> u128 {
+        self.state.lock().boot_id
+    }
+
+    pub(crate) fn file_id(&self, path: &Path) -> io::Result<(u64, u64)> {
+        let st = self.state.lock();
+        Ok((1, st.file_id(path)?))
+    }
+
     pub(crate) fn read_file(&self, path: &Path, max: u64) -> io::Result<Vec<u8>> {
         let st = self.state.lock();
         let inode = st.inodes.get(&st.file_id(path)?).ok_or_else(|| not_found(path))?;
@@ -308,7 +317,7 @@ impl SimInner {
         Region::map_heap_readonly(buf, records_start, published)
     }
 
-    pub(crate) fn lock(self: &Arc<Self>, path: &Path) -> Result<LockGuard> {
+    pub(crate) fn lock(self: &Arc<Self>, path: &Path) -> Result<(LockGuard, String)> {
         {
             let mut st = self.state.lock();
             if !st.locks.insert(path.to_path_buf()) {
@@ -318,10 +327,15 @@ impl SimInner {
                 });
             }
         }
-        if !self.exists(path) {
+        let previous = self
+            .read_file(path, 4096)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .unwrap_or_default();
+        if previous.is_empty() {
             self.write_file(path, format!("{}\n", std::process::id()).as_bytes())
                 .map_err(|e| Error::io(IoOp::Lock, path, e))?;
         }
-        Ok(LockGuard::Sim(Arc::clone(self), path.to_path_buf()))
+        Ok((LockGuard::Sim(Arc::clone(self), path.to_path_buf()), previous))
     }
 }

@@ -138,6 +138,9 @@ struct State {
     /// The call at which the simulated process dies.
     crash_at: Option<u64>,
     space_limit: Option<u64>,
+    /// The simulated machine's boot: kept by a process crash, new after a
+    /// power loss.
+    boot_id: u128,
 }
 
 /// Shared state of a [`SimStorage`].
@@ -153,6 +156,12 @@ impl fmt::Debug for SimInner {
             .field("pending_namespace_ops", &st.pending.len())
             .finish()
     }
+}
+
+/// A boot id no simulated machine had before.
+fn new_boot_id() -> u128 {
+    static BOOTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    u128::from(BOOTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) << 64 | 0x5157
 }
 
 fn not_found(path: &Path) -> io::Error {
@@ -183,7 +192,10 @@ impl Rng {
 impl SimStorage {
     /// An empty simulated file system.
     pub fn new() -> Self {
-        let mut st = State::default();
+        let mut st = State {
+            boot_id: new_boot_id(),
+            ..State::default()
+        };
         st.live.insert(PathBuf::from("/"), Node::Dir);
         st.durable.insert(PathBuf::from("/"), Node::Dir);
         SimStorage {
@@ -213,12 +225,17 @@ impl SimStorage {
                 }
             }
         }
-        Self::booted(ns, images, st.next_inode)
+        Self::booted(ns, images, st.next_inode, new_boot_id())
     }
 
     /// A file system that starts from `ns` and these file contents, all
-    /// durable.
-    fn booted(ns: BTreeMap<PathBuf, Node>, images: HashMap<u64, Vec<u8>>, next_inode: u64) -> SimStorage {
+    /// durable, on a machine running boot `boot_id`.
+    fn booted(
+        ns: BTreeMap<PathBuf, Node>,
+        images: HashMap<u64, Vec<u8>>,
+        next_inode: u64,
+        boot_id: u128,
+    ) -> SimStorage {
         let inodes = images
             .into_iter()
             .map(|(id, image)| {
@@ -234,6 +251,7 @@ impl SimStorage {
             durable: ns,
             inodes,
             next_inode,
+            boot_id,
             ..State::default()
         };
         SimStorage {
@@ -249,7 +267,8 @@ impl SimStorage {
     pub fn process_crash(&self) -> SimStorage {
         let st = self.inner.state.lock();
         let images = st.inodes.iter().map(|(id, inode)| (*id, inode.live_bytes())).collect();
-        Self::booted(st.live.clone(), images, st.next_inode)
+        // The machine kept running: same boot, the page cache intact.
+        Self::booted(st.live.clone(), images, st.next_inode, st.boot_id)
     }
 
     /// Makes the `n`-th sync from now (0 = the next one) fail with an I/O
@@ -331,7 +350,7 @@ impl SimStorage {
                 images.insert(*id, out);
             }
         }
-        Self::booted(ns, images, st.next_inode)
+        Self::booted(ns, images, st.next_inode, new_boot_id())
     }
 
     /// Limits the total size of all files; creating or growing past it fails

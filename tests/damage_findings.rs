@@ -307,6 +307,15 @@ fn f3_damaged_subscribers_log_is_not_silent() {
             bytes[first.offset + damage::FRAME_HEADER_LEN + 1] ^= 0x10;
             fs::write(sublog(b), &bytes).unwrap();
         }),
+        ("subscribers: both slots and the first record zeroed", &|b: &Built| {
+            // Found by the sweep (SPOOL_SEED=7 round 1291): the durable
+            // watermark is gone, the first record is bad, and the whole
+            // log was cut as a "torn tail" at 128.
+            let mut bytes = fs::read(sublog(b)).unwrap();
+            let first = damage::sublog_records(&bytes)[0].0;
+            bytes[64..first.offset + first.span].fill(0);
+            fs::write(sublog(b), &bytes).unwrap();
+        }),
         ("bit flip in the header of subscribers", &|b: &Built| {
             let mut bytes = fs::read(sublog(b)).unwrap();
             bytes[20] ^= 0x01;
@@ -651,4 +660,87 @@ fn f7_subscribers_log_stays_bounded_across_restarts() {
         sizes.iter().max().unwrap(),
         sizes.last().unwrap()
     );
+}
+
+/// Finding 4 after a kill (found by `damage_sigkill`): the newest segment's
+/// two slots and its first record zeroed in a store whose process died
+/// after a sync. Only the slots said how far that segment was durable;
+/// strict and repair cut it at its first record as a "torn tail", dropping
+/// synced messages and the intact records after the damage.
+#[test]
+fn f4_after_a_kill_lost_watermark_is_not_a_torn_tail() {
+    let mut v = Vec::new();
+    for extra in [0u64, 5] {
+        const ROOT: &str = "/store";
+        let o = |sim: &SimStorage| opts().segment_size(8 << 10).simulated(sim);
+        let sim = SimStorage::new();
+        // Killed after the writes: the image is taken before the store is
+        // dropped (a drop closes it cleanly).
+        let (durable, last, image) = {
+            let store = Store::open(ROOT, o(&sim)).unwrap();
+            let ch = store.channel(ORDERS).unwrap();
+            for seq in 1..=300 {
+                ch.publish(&payload(1, seq)).unwrap();
+            }
+            store.sync().unwrap();
+            let durable = ch.durable_seq();
+            for seq in 301..=300 + extra {
+                ch.publish(&payload(1, seq)).unwrap();
+            }
+            (durable, ch.last_seq(), sim.process_crash())
+        };
+        assert_eq!((durable, last), (300, 300 + extra));
+        // The newest segment, holding synced records (its base is below 300).
+        let seg = image
+            .list_all()
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+            .max()
+            .unwrap();
+        let base = damage::segment_base(&seg).unwrap();
+        assert!(base > 1 && base < 300, "newest segment starts at {base}");
+        let mut bytes = image.read(&seg).unwrap();
+        let first = walk_frames(&bytes, HEADER_LEN, base)[0];
+        bytes[64..first.offset + first.span].fill(0);
+        image.overwrite(&seg, &bytes).unwrap();
+        match Store::open(ROOT, o(&image.process_crash())) {
+            Err(Error::Corrupt { .. }) => {}
+            Err(e) => v.push(format!(
+                "[{extra} unsynced after the sync] strict: non-Corrupt error {e:?}"
+            )),
+            Ok(store) => {
+                let ch = store.channel(ORDERS).unwrap();
+                if ch.last_seq() < last {
+                    v.push(format!(
+                        "[{extra} unsynced after the sync] strict open succeeded with last_seq {} (durable {durable}, written {last}); report {:?}",
+                        ch.last_seq(),
+                        Report::of(&store)
+                    ));
+                }
+            }
+        }
+        match Store::open(ROOT, o(&image.process_crash()).recovery_mode(RecoveryMode::Repair)) {
+            Err(e) => v.push(format!(
+                "[{extra} unsynced after the sync] repair refused: {}",
+                damage::err_text(&e)
+            )),
+            Ok(store) => {
+                let ch = store.channel(ORDERS).unwrap();
+                let report = Report::of(&store);
+                let lost = report.lost.get(ORDERS).cloned().unwrap_or_default();
+                let kept = (1..=last)
+                    .filter(|s| *s != base)
+                    .filter(|s| ch.get(*s).is_ok_and(|m| m.payload() == payload(1, *s).as_slice()))
+                    .count() as u64;
+                if lost != vec![(base, base)] || kept != last - 1 || ch.last_seq() < last {
+                    v.push(format!(
+                        "[{extra} unsynced after the sync] repair: last_seq {}, lost {lost:?} (want [({base}, {base})]), {kept} of the {} intact records kept; report {report:?}",
+                        ch.last_seq(),
+                        last - 1
+                    ));
+                }
+            }
+        }
+    }
+    assert_no_violations(v);
 }

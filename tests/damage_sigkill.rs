@@ -118,7 +118,12 @@ fn workload(rng: &mut Rng) -> (SimStorage, Model) {
         .map(|(c, n)| (n.to_string(), c.durable_seq()))
         .collect();
     let durable_commits = commits.clone();
-    phase(rng.below(400), rng, &mut commits, false);
+    let after_sync = if rng.below(2) == 0 {
+        rng.below(30)
+    } else {
+        rng.below(400)
+    };
+    phase(after_sync, rng, &mut commits, false);
     for (ch, tag) in [(&p, 1), (&q, 2)] {
         model.channels.insert(
             ch.name().to_string(),
@@ -188,7 +193,7 @@ fn damage_durable(sim: &SimStorage, model: &Model, recs: &[RecLoc], rng: &mut Rn
         let r = durable.get(rng.below(durable.len() as u64) as usize)?;
         let mut bytes = sim.read(&r.path).ok()?;
         let at = r.frame.offset + rng.below(r.frame.covered as u64) as usize;
-        let how = rng.below(3);
+        let how = [0, 1, 2, 2][rng.below(4) as usize];
         let what = match how {
             0 => {
                 let bit = rng.below(8);
@@ -266,10 +271,33 @@ fn damage_durable(sim: &SimStorage, model: &Model, recs: &[RecLoc], rng: &mut Rn
     if kind < 60 {
         // The header (fixed part or slots) of a segment holding durable
         // records.
-        let r = durable.get(rng.below(durable.len() as u64) as usize)?;
+        let how = rng.below(3);
+        let candidates: Vec<&&RecLoc> = if how == 2 {
+            // The newest segment of its channel: only its slots say how
+            // far it is durable.
+            durable
+                .iter()
+                .filter(|d| recs.iter().filter(|x| x.channel == d.channel).all(|x| x.path <= d.path))
+                .collect()
+        } else {
+            durable.iter().collect()
+        };
+        let r = candidates.get(rng.below(candidates.len() as u64) as usize)?;
         let mut bytes = sim.read(&r.path).ok()?;
-        let (from, to) = if rng.below(2) == 0 { (0, 64) } else { (64, 128) };
-        let what = if rng.below(2) == 0 {
+        let first_end = recs
+            .iter()
+            .filter(|x| x.path == r.path)
+            .map(|x| x.frame.offset + x.frame.covered)
+            .min()
+            .unwrap_or(128);
+        let (from, to) = match how {
+            0 => (0, 64),
+            1 => (64, 128),
+            // Both slots and the first record: the watermark is gone and
+            // the records seem to end at once.
+            _ => (64, first_end),
+        };
+        let what = if to > 128 || rng.below(2) == 0 {
             bytes[from..to].fill(0);
             format!("zeroed {from}..{to}")
         } else {

@@ -495,7 +495,9 @@ fn fail(r: &mut Round, category: &str, detail: impl Into<String>) {
 
 /// A short category for a repair-report problem line.
 fn repair_category(line: &str) -> &'static str {
-    const KEYS: [(&str, &str); 12] = [
+    const KEYS: [(&str, &str); 14] = [
+        ("fails after repair", "repair: reading in order fails"),
+        ("are readable to", "repair: reading in order skips readable messages"),
         ("not in a reported lost range", "repair: message loss not reported"),
         ("still Corrupt", "repair: reads still Corrupt"),
         ("wrong bytes", "repair: wrong bytes served"),
@@ -595,6 +597,26 @@ fn run_round(base: &Base, seed: u64, round: u64, scratch: &Path) -> Round {
         }
     }
     let after = snapshot(&strict_dir);
+    if r.strict == "refused" {
+        // A refusing open changes no data (the operator's next step is a
+        // repair of the same files). LOCK holds the pid; removing derived
+        // files (indexes, temp files) and creating directories is cleanup.
+        let derived = |p: &Path| p.extension().is_some_and(|e| e == "idx" || e == "tmp");
+        let changed: Vec<String> = damaged
+            .keys()
+            .chain(after.keys())
+            .filter(|p| p.as_path() != Path::new("LOCK") && !derived(p))
+            .filter(|p| damaged.get(*p) != after.get(*p))
+            .filter(|p| !(damaged.get(*p).is_none() && after.get(*p) == Some(&Node::Dir)))
+            .map(|p| p.display().to_string())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if !changed.is_empty() {
+            let detail = format!("changed: {changed:?}; {}", r.strict_detail);
+            fail(&mut r, "strict: refused after changing files", detail);
+        }
+    }
     let gone = overwritten(&intact, &damaged, &after);
     if let Some(first) = gone.first() {
         fail(

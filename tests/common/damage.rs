@@ -422,6 +422,33 @@ pub struct ChanView {
     /// `get` of every seq in `first..=last` (capped).
     pub msgs: BTreeMap<u64, Read>,
     pub subs: BTreeMap<String, SubView>,
+    /// One iteration with `read_from(first)`.
+    pub iter: Walk,
+    /// Each plain subscriber's `try_recv` loop from its position.
+    pub recv: BTreeMap<String, Walk>,
+}
+
+/// What reading a channel in order (an iterator, or a subscriber's
+/// `try_recv` loop) delivered.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Walk {
+    /// Messages delivered.
+    pub count: u64,
+    /// Seq of the last message delivered (0: none).
+    pub last: u64,
+    /// `Lost` errors passed over (iterator only).
+    pub lost: u64,
+    /// The error that ended it ("Corrupt: ..." for `Corrupt`).
+    pub error: Option<String>,
+    /// First delivered seq whose bytes differ from what `get` returned.
+    pub mismatch: Option<u64>,
+}
+
+fn err_kind(e: &Error) -> String {
+    match e {
+        Error::Corrupt { .. } => format!("Corrupt: {e}"),
+        e => e.to_string(),
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -453,6 +480,8 @@ pub fn observe(store: &Store) -> StoreView {
                         last: 0,
                         msgs: BTreeMap::new(),
                         subs: [("<open_channel>".to_string(), SubView::Error(e.to_string()))].into(),
+                        iter: Walk::default(),
+                        recv: BTreeMap::new(),
                     },
                 );
                 continue;
@@ -465,11 +494,52 @@ pub fn observe(store: &Store) -> StoreView {
             msgs.insert(seq, read_of(ch.get(seq)));
             seq += 1;
         }
+        let mut iter = Walk::default();
+        match ch.read_from(first) {
+            Err(e) => iter.error = Some(err_kind(&e)),
+            Ok(it) => {
+                for m in it.take(READ_CAP as usize) {
+                    match m {
+                        Ok(m) => {
+                            iter.count += 1;
+                            iter.last = m.seq();
+                            if iter.mismatch.is_none() && msgs.get(&m.seq()) != Some(&Read::Ok(m.payload().to_vec())) {
+                                iter.mismatch = Some(m.seq());
+                            }
+                        }
+                        Err(Error::Lost { .. }) => iter.lost += 1,
+                        Err(e) => {
+                            iter.error = Some(err_kind(&e));
+                            break;
+                        }
+                    }
+                }
+            }
+        }
         let mut subs = BTreeMap::new();
+        let mut recv = BTreeMap::new();
         for sub in ch.subscriber_names() {
             let v = match ch.subscribe(&sub, StartAt::First) {
                 Ok(s) => {
                     let (position, state) = s.committed();
+                    let mut w = Walk::default();
+                    while w.count < READ_CAP {
+                        match s.try_recv() {
+                            Ok(Some(m)) => {
+                                w.count += 1;
+                                w.last = m.seq();
+                                if w.mismatch.is_none() && msgs.get(&m.seq()) != Some(&Read::Ok(m.payload().to_vec())) {
+                                    w.mismatch = Some(m.seq());
+                                }
+                            }
+                            Ok(None) => break,
+                            Err(e) => {
+                                w.error = Some(err_kind(&e));
+                                break;
+                            }
+                        }
+                    }
+                    recv.insert(sub.clone(), w);
                     SubView::Plain {
                         position,
                         state: state.to_vec(),
@@ -515,6 +585,8 @@ pub fn observe(store: &Store) -> StoreView {
                 last,
                 msgs,
                 subs,
+                iter,
+                recv,
             },
         );
     }
@@ -573,6 +645,29 @@ pub fn strict_diff(pristine: &StoreView, got: &StoreView) -> (Vec<String>, usize
                 wrong.first().unwrap(),
                 wrong.last().unwrap()
             ));
+        }
+        let walks = std::iter::once(("iteration".to_string(), &p.iter, Some(&g.iter))).chain(
+            p.recv
+                .iter()
+                .map(|(sub, w)| (format!("subscriber {sub}'s try_recv"), w, g.recv.get(sub))),
+        );
+        for (what, pw, gw) in walks {
+            let Some(gw) = gw else { continue };
+            if let Some(seq) = gw.mismatch {
+                bad.push(format!("channel {name:?}: {what} delivered wrong bytes at {seq}"));
+            }
+            match &gw.error {
+                Some(e) if e.starts_with("Corrupt") => corrupt += 1,
+                Some(e) => bad.push(format!(
+                    "channel {name:?}: {what} fails with an error other than Corrupt at {}: {e}",
+                    gw.last + 1
+                )),
+                None if (gw.count, gw.last) != (pw.count, pw.last) => bad.push(format!(
+                    "channel {name:?}: {what} silently ends after {} messages at seq {} (pristine: {} messages to {})",
+                    gw.count, gw.last, pw.count, pw.last
+                )),
+                None => {}
+            }
         }
         for (sub, pv) in &p.subs {
             match g.subs.get(sub) {
@@ -761,6 +856,36 @@ pub fn repair_diff(pristine: &StoreView, got: &StoreView, report: &Report) -> Ve
                 extra.len(),
                 extra[0]
             ));
+        }
+        // Reading in order delivers every readable message, passing over
+        // lost ones.
+        let readable: Vec<u64> = g
+            .msgs
+            .iter()
+            .filter(|(_, r)| matches!(r, Read::Ok(_)))
+            .map(|(s, _)| *s)
+            .collect();
+        let walks = std::iter::once(("iteration".to_string(), 0, &g.iter)).chain(g.recv.iter().map(|(sub, w)| {
+            let from = g.subs.get(sub).and_then(SubView::position).unwrap_or(0);
+            (format!("subscriber {sub}'s try_recv"), from, w)
+        }));
+        for (what, from, w) in walks {
+            let want: Vec<u64> = readable.iter().copied().filter(|s| *s > from).collect();
+            let want_last = want.last().copied().unwrap_or(0);
+            if let Some(e) = &w.error {
+                bad.push(format!(
+                    "repair: channel {name:?}: {what} fails after repair at {}: {e}",
+                    w.last + 1
+                ));
+            } else if (w.count, w.last) != (want.len() as u64, want_last) || w.mismatch.is_some() {
+                bad.push(format!(
+                    "repair: channel {name:?}: {what} delivered {} messages to {} (mismatch {:?}) where {} are readable to {want_last}",
+                    w.count,
+                    w.last,
+                    w.mismatch,
+                    want.len()
+                ));
+            }
         }
         // A queue group's deliveries skip seqs a repair lost: compare the
         // floor and the deliveries outside lost ranges.

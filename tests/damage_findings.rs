@@ -170,7 +170,10 @@ fn repair_violation(b: &Built) -> Option<String> {
 
 /// Copies of the store, each damaged by `damage`, checked strict and repair
 /// (each on its own copy); the violations of every case, labelled.
-fn check_cases(cases: &[(&str, &dyn Fn(&Built))]) -> Vec<String> {
+/// A labelled way to damage a copy of the store.
+type Case<'a> = (&'a str, &'a dyn Fn(&Built));
+
+fn check_cases(cases: &[Case<'_>]) -> Vec<String> {
     let mut out = Vec::new();
     let base = build();
     for (label, damage) in cases {

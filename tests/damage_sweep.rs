@@ -607,7 +607,7 @@ fn run_round(base: &Base, seed: u64, round: u64, scratch: &Path) -> Round {
             .chain(after.keys())
             .filter(|p| p.as_path() != Path::new("LOCK") && !derived(p))
             .filter(|p| damaged.get(*p) != after.get(*p))
-            .filter(|p| !(damaged.get(*p).is_none() && after.get(*p) == Some(&Node::Dir)))
+            .filter(|p| damaged.contains_key(*p) || after.get(*p) != Some(&Node::Dir))
             .map(|p| p.display().to_string())
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()

@@ -578,8 +578,20 @@ fn run_round(base: &Base, seed: u64, round: u64, scratch: &Path) -> Round {
         Ok(store) => {
             let got = observe(&store);
             let report = Report::of(&store);
-            store.close().ok();
             let (bad, lazy) = strict_diff(&base.pristine, &got);
+            // Damage a read runs into is damage `verify` reports.
+            if lazy > 0 {
+                match store.verify() {
+                    Ok(v) if v.is_ok() => fail(
+                        &mut r,
+                        "verify: reports nothing where reads fail with Corrupt",
+                        format!("{lazy} reads Corrupt; verify notes {:?}", v.notes),
+                    ),
+                    Ok(_) => {}
+                    Err(e) => fail(&mut r, "verify: fails to run", format!("{e:?}")),
+                }
+            }
+            store.close().ok();
             r.lazy = lazy;
             if bad.is_empty() {
                 r.strict = if lazy > 0 { "ok, lazy Corrupt" } else { "ok, equal" };

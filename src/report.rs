@@ -61,6 +61,10 @@ pub struct RecoveryReport {
     pub catalog_restored: Option<String>,
     /// Files written by an earlier format version that were upgraded.
     pub upgraded: Vec<PathBuf>,
+    /// Repair: directories found where the store's own files (`LOCK`,
+    /// `catalog`, `catalog.bak`, `subscribers`) should be, renamed aside
+    /// (never deleted), with where they went.
+    pub set_aside: Vec<(PathBuf, PathBuf)>,
 }
 
 impl RecoveryReport {

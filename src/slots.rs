@@ -32,6 +32,28 @@ impl SlotWriter {
         }
     }
 
+    /// A writer for a new file whose header holds no slot yet: writes
+    /// `first` (generation 0) at the first position. Made durable with the
+    /// file's creation, it means the header of a file on record always
+    /// holds a valid slot (each later write leaves the other one intact),
+    /// so a header with none is damage, not a file that never synced.
+    pub(crate) fn init(mut token: HeaderToken, seed: u32, path: &Path, first: Slot) -> Result<SlotWriter> {
+        let first = Slot { generation: 0, ..first };
+        token
+            .write(SLOT_OFFSETS[0], &first.encode(seed))
+            .map_err(Error::io_at(IoOp::WriteRecords, path))?;
+        Ok(SlotWriter {
+            token,
+            written: first,
+            next_slot: 1,
+        })
+    }
+
+    /// Gives the header back (to start over with [`SlotWriter::init`]).
+    pub(crate) fn into_token(self) -> HeaderToken {
+        self.token
+    }
+
     /// The slot most recently written (durable at the next header msync).
     pub(crate) fn written(&self) -> Slot {
         self.written

@@ -4,9 +4,7 @@ use std::ops::RangeInclusive;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::state::{
-    after, segment_len, write_error, Active, LogState, Phase, Sealing, SlotWriter, INDEX_CHECKPOINT_BYTES,
-};
+use super::state::{after, segment_len, write_error, Active, LogState, Phase, Sealing, INDEX_CHECKPOINT_BYTES};
 use super::table::SegmentEntry;
 use super::Log;
 use crate::error::{Error, Result};
@@ -198,7 +196,7 @@ impl Log {
         let seg = Arc::new(created.segment);
         st.next_len = after(seg.region.len() as u64, max);
         self.table.push(SegmentEntry::opened(Arc::clone(&seg)));
-        let slots = SlotWriter::new(created.header, None, seg.base);
+        let slots = created.slots;
         let mut active = Active::new(seg, created.records, slots, SEGMENT_HEADER_LEN, false);
         self.set_write_mode(&mut active)?;
         st.active = Some(active);

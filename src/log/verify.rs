@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::recover::read_slot;
 use super::Log;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::frame::{FrameCursor, FrameKind, SegmentBytes, FRAME_HEADER_LEN};
 use crate::format::segment::{
     index_file_name, parse_index_name, parse_segment_name, segment_file_name, FixedHeader, SEGMENT_HEADER_LEN,
@@ -122,7 +122,15 @@ impl Log {
         published: Option<usize>,
         report: &mut VerifyReport,
     ) -> Result<Option<u64>> {
-        let bytes = self.env.storage.read_file(path, MAX_SEGMENT_SIZE)?;
+        let bytes = match self.env.storage.read_file(path, MAX_SEGMENT_SIZE) {
+            Ok(b) => b,
+            // A directory in its place, unreadable blocks: found, not fatal.
+            Err(Error::Io { source, .. }) => {
+                report.problem(path, None, format!("cannot be read as a segment: {source}"));
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
         let header = match bytes.get(..SEGMENT_HEADER_LEN).map(FixedHeader::decode) {
             Some(Ok(h)) => h,
             Some(Err(e)) => {

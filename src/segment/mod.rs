@@ -9,9 +9,10 @@ use std::sync::Arc;
 use crate::env::Env;
 use crate::error::{Error, IoOp, Result};
 use crate::format::frame::{segment_seed, FrameCursor, FrameHeader, FrameKind, SegmentBytes, FRAME_HEADER_LEN};
-use crate::format::segment::{index_file_name, segment_file_name, FixedHeader, SEGMENT_HEADER_LEN};
+use crate::format::segment::{index_file_name, segment_file_name, FixedHeader, Slot, SEGMENT_HEADER_LEN};
 use crate::index::{Coverage, LiveMark, SegmentIndex};
 use crate::mmap::{HeaderToken, RecordsToken, Region};
+use crate::slots::SlotWriter;
 use crate::storage::Storage;
 
 /// A mapped segment. Readers share it through `Arc`; the mapping lives as
@@ -68,7 +69,8 @@ impl Read {
 /// A new segment file and the two tokens that write it.
 pub(crate) struct Created {
     pub(crate) segment: Segment,
-    pub(crate) header: HeaderToken,
+    /// Its slots, the first one written (`Slot::empty`).
+    pub(crate) slots: SlotWriter,
     pub(crate) records: RecordsToken,
 }
 
@@ -161,12 +163,13 @@ impl Segment {
         header
             .write(0, &fixed.encode())
             .map_err(Error::io_at(IoOp::WriteRecords, &tmp))?;
+        let slots = SlotWriter::init(header, segment_seed(channel_id, base), &tmp, Slot::empty(base))?;
         storage.rename(&tmp, &path)?;
         let index = SegmentIndex::new(base, Self::index_capacity(env, region.len()));
         let segment = Segment::new(path, channel_id, base, region, index, false);
         Ok(Created {
             segment,
-            header,
+            slots,
             records,
         })
     }

@@ -176,6 +176,20 @@ impl Storage {
 
     /// Takes the exclusive lock at `path`, writing our pid into it; returns
     /// what the previous owner had written there.
+    /// Renames `path` aside to a free name `<path>.damaged` (or
+    /// `.damaged.N`), for repair, which never deletes what it cannot use;
+    /// returns the new name.
+    pub(crate) fn set_aside(&self, path: &Path) -> Result<PathBuf> {
+        let mut target = PathBuf::from(format!("{}.damaged", path.display()));
+        let mut n = 1;
+        while self.exists(&target) {
+            target = PathBuf::from(format!("{}.damaged.{n}", path.display()));
+            n += 1;
+        }
+        self.rename(path, &target)?;
+        Ok(target)
+    }
+
     pub(crate) fn lock(&self, path: &Path) -> Result<(LockGuard, String)> {
         match self {
             Storage::Real(s) => s.lock(path),

@@ -82,6 +82,31 @@ fn channel_dir(root: &Path, id: u64) -> PathBuf {
     channels_dir(root).join(id.to_string())
 }
 
+/// A directory where one of the store's own files should be: `Corrupt`
+/// (strict), or renamed aside and noted (repair), so the open goes on as
+/// if the file were missing.
+fn set_aside_directory(
+    storage: &Storage,
+    path: &Path,
+    what: &str,
+    repair: bool,
+    set_aside: &mut Vec<(PathBuf, PathBuf)>,
+) -> Result<()> {
+    if !storage.is_dir(path) {
+        return Ok(());
+    }
+    if !repair {
+        return Err(Error::corrupt(
+            path,
+            0,
+            format!("a directory is where the {what} should be; open with RecoveryMode::Repair to set it aside"),
+        ));
+    }
+    let target = storage.set_aside(path)?;
+    set_aside.push((path.to_path_buf(), target));
+    Ok(())
+}
+
 /// Removes a channel directory and everything in it.
 fn remove_channel_dir(storage: &Storage, dir: &Path) -> Result<()> {
     if storage.exists(dir) {
@@ -105,7 +130,18 @@ impl Store {
         let root = path.as_ref().to_path_buf();
         let storage = opts.storage_backend().clone();
         storage.create_dir_all(&root)?;
+        let repair = opts.get_recovery_mode() == crate::options::RecoveryMode::Repair;
+        let mut set_aside = Vec::new();
+        // Nobody holds a lock that is a directory: it is set aside first.
+        set_aside_directory(&storage, &root.join("LOCK"), "lock file", repair, &mut set_aside)?;
         let (lock, previous_owner) = storage.lock(&root.join("LOCK"))?;
+        for (name, what) in [
+            (crate::catalog::CATALOG_FILE, "catalog"),
+            (crate::catalog::BACKUP_FILE, "catalog backup"),
+            (crate::format::sublog::LOG_FILE, "subscribers log"),
+        ] {
+            set_aside_directory(&storage, &root.join(name), what, repair, &mut set_aside)?;
+        }
         // The previous owner ran on this boot (and finished its open): the
         // page cache still holds all it wrote, and no stale record of an
         // older boot lies past what it wrote (see `log::recover`).
@@ -116,6 +152,7 @@ impl Store {
         let (catalog, catalog_note) = Catalog::open(&env)?;
         let mut report = RecoveryReport {
             catalog_restored: catalog_note.restored_from_backup.clone(),
+            set_aside,
             ..RecoveryReport::default()
         };
         if catalog_note.upgraded {
@@ -144,7 +181,6 @@ impl Store {
 
         // The subscribers log is read first: its durable commits are
         // witnesses of how far each channel was durable.
-        let repair = opts.get_recovery_mode() == crate::options::RecoveryMode::Repair;
         let log_scan = crate::subscriptions::scan(&env, &data, repair)?;
         if matches!(log_scan.source, crate::subscriptions::ScanSource::V1 { .. }) {
             report.upgraded.push(log_scan.path.clone());

@@ -249,6 +249,9 @@ impl Subscriptions {
             }
         }
         for damage in &scan.damage {
+            // Names the damaged bytes still hold (their checksum failed, so
+            // only a hint: kept when they name a live channel, for a
+            // subscriber that is gone now).
             let named: Vec<(u64, String)> = match &damage.hint {
                 Some(LogRecord::Commit { entries, .. }) => {
                     entries.iter().map(|e| (e.channel_id, e.name.clone())).collect()
@@ -256,9 +259,14 @@ impl Subscriptions {
                 Some(LogRecord::Remove { channel_id, name }) => vec![(*channel_id, name.clone())],
                 None => Vec::new(),
             };
-            if named.is_empty() {
-                // Unknown whose commits were there: everyone whose latest
-                // commit is older than the damage may have been reverted.
+            let named: Vec<(u64, String)> = named
+                .into_iter()
+                .filter(|(id, name)| last_seqs.contains_key(id) && !durable.contains_key(&(*id, name.clone())))
+                .collect();
+            if damage.first <= damage.last {
+                // Whose commits were there is not known for sure: everyone
+                // whose latest commit is older than the damage may have
+                // been reverted.
                 for ((id, name), d) in &durable {
                     if d.recno < damage.first {
                         report.lost.push(SubscriberLoss {
@@ -285,11 +293,10 @@ impl Subscriptions {
                 });
             }
             for (id, name) in named {
-                let now = durable.get(&(id, name.clone())).map(|d| d.position);
                 report.lost.push(SubscriberLoss {
                     channel_id: id,
                     name,
-                    reverted_to: now,
+                    reverted_to: None,
                     detail: format!(
                         "its commit in damaged record {} is lost ({})",
                         damage.first, damage.detail

@@ -16,7 +16,7 @@ use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::format::catalog::CatalogData;
 use crate::format::frame::{FrameCursor, FrameKind, SegmentBytes};
-use crate::format::segment::Slot;
+use crate::format::segment::{Slot, SLOT_OFFSETS};
 use crate::format::sublog::{
     decode_body, decode_v1, log_seed, version_of, LogHeader, LogRecord, LOG_FILE, V2_HEADER_LEN, VERSION_2,
 };
@@ -181,7 +181,9 @@ fn scan_v1(path: &Path, bytes: &[u8]) -> Result<LogScan> {
 }
 
 /// Repair of a log whose header cannot be trusted: find records of this
-/// store (either generation the catalog allows) wherever they validate.
+/// store (either generation the catalog allows) wherever they validate,
+/// and its durable watermark if a slot survived. When nothing can be read,
+/// every subscriber's commits are lost (and reported).
 fn salvage(path: &Path, bytes: &[u8], catalog: &CatalogData) -> Result<LogScan> {
     let mut best: Option<LogScan> = None;
     for generation in [catalog.subs_generation, catalog.subs_generation + 1] {
@@ -196,23 +198,57 @@ fn salvage(path: &Path, bytes: &[u8], catalog: &CatalogData) -> Result<LogScan> 
             first_record: first.header.seq,
             store_id: catalog.store_id,
         };
-        let mut scan = walk(path, bytes, header, seed, None, true)?;
+        // The slots carry their own checksum (seeded by store and
+        // generation): one that validates still knows the durable end.
+        let newest = newest_slot(bytes, seed, 0, u64::MAX);
+        let mut scan = walk(path, bytes, header, seed, newest, true)?;
         scan.damage.push(Damage {
-            first: 0,
+            first: 1.min(first.header.seq),
             last: first.header.seq.saturating_sub(1),
             offset: 0,
             hint: None,
             detail: "the subscribers log header is damaged; records before the first readable one are lost".into(),
         });
+        if newest.is_none() {
+            let (first, offset) = match &scan.source {
+                Source::V2 { next_record, end, .. } => (*next_record, *end),
+                _ => (first.header.seq, first.offset),
+            };
+            scan.damage.push(Damage {
+                first,
+                last: u64::MAX,
+                offset,
+                hint: None,
+                detail: "the subscribers log header is damaged and its durable watermark is lost; records after the last readable one may be lost".into(),
+            });
+        }
         if best.as_ref().is_none_or(|b| b.records.len() < scan.records.len()) {
             best = Some(scan);
         }
     }
-    best.map(|mut b| {
-        b.rewrite = true;
-        b
+    Ok(match best {
+        Some(mut b) => {
+            b.rewrite = true;
+            b
+        }
+        None => LogScan {
+            path: path.to_path_buf(),
+            records: Vec::new(),
+            durable_before: 0,
+            source: Source::None,
+            damage: vec![Damage {
+                first: 0,
+                last: u64::MAX,
+                offset: 0,
+                hint: None,
+                detail: format!(
+                    "no record of the subscribers log ({} bytes) can be read; every subscriber's commits are lost",
+                    bytes.len()
+                ),
+            }],
+            rewrite: true,
+        },
     })
-    .ok_or_else(|| Error::corrupt(path, 0, "no record of the subscribers log can be read"))
 }
 
 fn scan_v2(path: &Path, bytes: &[u8], catalog: &CatalogData, repair: bool) -> Result<LogScan> {
@@ -249,6 +285,19 @@ fn scan_v2(path: &Path, bytes: &[u8], catalog: &CatalogData, repair: bool) -> Re
     }
     let seed = log_seed(header.store_id, header.generation);
     let newest = newest_slot(bytes, seed, header.first_record, header.file_len);
+    if newest.is_none() {
+        // A log on record holds a valid slot from its creation on (each
+        // write leaves the other intact): none means damage, and where its
+        // durable records end is unknown.
+        if !repair {
+            return Err(Error::corrupt(
+                path,
+                SLOT_OFFSETS[0] as u64,
+                "both durability slots of the subscribers log header are damaged, so which commits were durable is unknown; open with RecoveryMode::Repair to keep every commit that validates",
+            ));
+        }
+        return salvage(path, bytes, catalog);
+    }
     let mut scan = walk(path, bytes, header, seed, newest, repair)?;
     // A rename done but not yet recorded in the catalog: record it.
     scan.rewrite |= header.generation != g;
@@ -338,6 +387,27 @@ pub(crate) fn walk(
                 break;
             }
         }
+    }
+    if torn_at.is_none() && cursor.expected < slot.next_seq {
+        // The bytes ended before the records the watermark says were durable.
+        if !repair {
+            return Err(Error::corrupt(
+                path,
+                cursor.offset as u64,
+                format!(
+                    "the subscribers log ends at record {} but records up to {} were durable (the file was shortened)",
+                    cursor.expected,
+                    slot.next_seq - 1
+                ),
+            ));
+        }
+        damage.push(Damage {
+            first: cursor.expected,
+            last: slot.next_seq - 1,
+            offset: cursor.offset,
+            hint: None,
+            detail: "the file ends before them".into(),
+        });
     }
     let durable_before = if slot.clean { u64::MAX } else { slot.next_seq };
     // After a clean close nothing was written past the durable end.

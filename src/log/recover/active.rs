@@ -8,13 +8,14 @@ use super::scan::{chains_to, scan, zero_stale_tail, Known, Scan, ScanStart};
 use crate::env::Env;
 use crate::error::{Error, IoOp, Result};
 use crate::format::frame::frame_len;
-use crate::format::segment::Slot;
+use crate::format::segment::{Slot, SLOT_OFFSETS};
 use crate::index::SegmentIndex;
 use crate::mmap::RecordsToken;
 use crate::mmap::MAX_STAGED;
 use crate::options::RecoveryMode;
 use crate::report::ChannelRecovery;
 use crate::segment::Segment;
+use crate::slots::SlotWriter;
 
 use super::super::state::Active;
 
@@ -42,8 +43,7 @@ fn scan_after_index(
     channel_id: u64,
     seg: Segment,
     records: &mut RecordsToken,
-    durable: &Slot,
-    durable_seq: u64,
+    known: Known,
 ) -> std::result::Result<(Segment, Scan), Segment> {
     let Some((index, cov)) = load_index(env, &seg.path, seg.base, seg.region.len(), channel_id, None) else {
         return Err(seg);
@@ -66,10 +66,6 @@ fn scan_after_index(
     };
     let mut scratch = ChannelRecovery::default();
     let limit = seg.region.len();
-    let known = Known {
-        slot: *durable,
-        seq: durable_seq,
-    };
     match scan(env, &seg, records, known, limit, start, &mut scratch) {
         Ok(scanned) => Ok((seg, scanned)),
         Err(_) => Err(fresh(seg)),
@@ -101,21 +97,42 @@ pub(super) fn recover_last(
         let (seg, seal) = super::open::open_sealed(env, channel_id, base, path, None)?;
         return Ok((seg, Last::Sealed(seal)));
     }
+    let repair = env.opts.get_recovery_mode() == RecoveryMode::Repair;
+    // A segment on record holds a valid slot from its creation on (each
+    // write leaves the other intact): none means its header is damaged,
+    // and where its durable records end is unknown.
+    let header_lost = found.is_none() && confirmed;
+    if header_lost && !repair {
+        return Err(Error::corrupt(
+            path,
+            SLOT_OFFSETS[0] as u64,
+            "both durability slots of the segment header are damaged, so where its durable records end is unknown; open with RecoveryMode::Repair to keep every record that validates",
+        ));
+    }
     let durable = found.unwrap_or_else(|| Slot::empty(base));
-    let assisted = if env.opts.get_recovery_mode() == RecoveryMode::Repair {
+    // What a crash of the previous owner on this boot can have left
+    // half-written past the durable end: one frame, or one staged batch.
+    let crash_span = frame_len(env.opts.get_max_payload() as usize).max(MAX_STAGED);
+    let known = Known {
+        look_past: if header_lost {
+            usize::MAX
+        } else if env.same_boot {
+            crash_span
+        } else {
+            0
+        },
+        ..Known::new(durable, durable_seq)
+    };
+    let assisted = if repair {
         Err(seg)
     } else {
-        scan_after_index(env, channel_id, seg, &mut records, &durable, durable_seq)
+        scan_after_index(env, channel_id, seg, &mut records, known)
     };
     let (seg, scanned) = match assisted {
         Ok(found) => found,
         Err(seg) => {
             let limit = seg.region.len();
             let start = ScanStart::first_record(base);
-            let known = Known {
-                slot: durable,
-                seq: durable_seq,
-            };
             let scanned = scan(env, &seg, &mut records, known, limit, start, report)?;
             seg.trust_up_to(scanned.end);
             (seg, scanned)
@@ -129,8 +146,7 @@ pub(super) fn recover_last(
         // frame it was writing: only that far is looked at.
         let clean_end = durable.clean && *offset as u64 == durable.durable_end;
         let until = if env.same_boot {
-            let span = frame_len(env.opts.get_max_payload() as usize).max(MAX_STAGED);
-            offset.saturating_add(span).min(seg.region.len())
+            offset.saturating_add(crash_span).min(seg.region.len())
         } else {
             seg.region.len()
         };
@@ -146,6 +162,12 @@ pub(super) fn recover_last(
     records
         .publish(scanned.end)
         .map_err(Error::io_at(IoOp::WriteRecords, path))?;
+    // Written (durable with the segment's confirmation, or the next sync)
+    // only now that the open goes ahead: a refused open changes nothing.
+    let slots = match found {
+        Some(_) => slots,
+        None => SlotWriter::init(slots.into_token(), seg.seed, path, Slot::empty(base))?,
+    };
     let seg = Arc::new(seg);
     let active = Active::new(Arc::clone(&seg), records, slots, scanned.end, confirmed);
     // What the crash left past the durable end is not made durable here

@@ -24,6 +24,10 @@ use crate::report::ChannelRecovery;
 pub(super) enum Link {
     /// Sealed (it was, or now is): the next segment continues it.
     Sealed(Slot),
+    /// Sealed, and repaired (repair mode) as any sealed segment: opened
+    /// lazily like one; `gap`: seqs it can no longer hold before the next
+    /// segment, for a gap segment.
+    Repaired { gap: Option<(u64, u64)> },
     /// Its records end before the next segment starts: it is the last
     /// segment now, and every later one must go.
     Torn,
@@ -62,6 +66,13 @@ pub(super) fn recover_link(
             ));
         }
         if seal.next_seq == next_base {
+            if env.opts.get_recovery_mode() == crate::options::RecoveryMode::Repair {
+                // Sealed before the crash, so checked like any sealed
+                // segment: damage below its seal is durable data lost.
+                drop((seg, records, slots));
+                let fixed = super::repair::repair_sealed(env, channel_id, base, path, Some(next_base), report)?;
+                return Ok(Link::Repaired { gap: fixed.gap });
+            }
             return Ok(Link::Sealed(seal));
         }
         if seal.next_seq > next_base || confirmed && next_base <= durable_seq {
@@ -79,10 +90,7 @@ pub(super) fn recover_link(
         return Ok(Link::Torn);
     }
     let durable = slot.unwrap_or_else(|| Slot::empty(base));
-    let known = Known {
-        slot: durable,
-        seq: durable_seq,
-    };
+    let known = Known::new(durable, durable_seq);
     let limit = seg.region.len();
     let scanned = scan(
         env,

@@ -246,6 +246,13 @@ pub(super) fn recover(
                         e.set_seal(seal);
                         entries.push(e);
                     }
+                    chain::Link::Repaired { gap } => {
+                        entries.push(SegmentEntry::closed(base, path));
+                        if let Some((first, last)) = gap {
+                            let gap = repair::make_gap_segment(env, dir, channel_id, first, last, 0, &mut report)?;
+                            entries.push(SegmentEntry::closed(first, gap));
+                        }
+                    }
                     chain::Link::Torn => {
                         // The segments after this one never held anything
                         // durable: the tail ends here.
@@ -312,7 +319,6 @@ fn extend_with_hole(
     use crate::format::segment::SEGMENT_HEADER_LEN;
     use crate::options::MIN_SEGMENT_SIZE;
     use crate::segment::Segment;
-    use crate::slots::SlotWriter;
 
     let first_lost = recovered.next_seq;
     if let Some(mut active) = recovered.active.take() {
@@ -342,7 +348,7 @@ fn extend_with_hole(
         path: seg.path.clone(),
         offset: SEGMENT_HEADER_LEN as u64,
     });
-    let slots = SlotWriter::new(created.header, None, first_lost);
+    let slots = created.slots;
     let mut active = Active::new(Arc::clone(&seg), records, slots, end, false);
     active.record_synced(end, durable_seq + 1, recovered.last_timestamp)?;
     recovered.entries.push(SegmentEntry::opened(seg));

@@ -52,9 +52,6 @@ fn check_len(path: &Path, file_len: u64) -> Result<()> {
     Ok(())
 }
 
-/// Maps a segment read-write (the last segment at open, or any segment a
-/// repair scans) and validates its fixed header; in repair mode a damaged
-/// fixed header is rewritten from what the file name and directory say.
 /// A directory (or anything but a file) where a segment should be.
 pub(super) fn check_is_file(env: &Env, path: &Path) -> Result<()> {
     if env.storage.is_dir(path) {
@@ -67,6 +64,9 @@ pub(super) fn check_is_file(env: &Env, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Maps a segment read-write (the last segment at open, or any segment a
+/// repair scans) and validates its fixed header; in repair mode a damaged
+/// fixed header is rewritten from what the file name and directory say.
 pub(super) fn open_rw(env: &Env, channel_id: u64, base: u64, path: &Path) -> Result<OpenedRw> {
     check_is_file(env, path)?;
     // Length and header are checked before the file is mapped.

@@ -32,17 +32,10 @@ use crate::index::Coverage;
 use crate::options::MIN_SEGMENT_SIZE;
 use crate::report::{ChannelRecovery, LostRange};
 use crate::segment::Segment;
-use crate::slots::SlotWriter;
 
 /// Renames `path` aside as `<name>.damaged` (a free name), reporting it.
 fn set_aside(env: &Env, path: &Path, why: &str, report: &mut ChannelRecovery) -> Result<()> {
-    let mut target = PathBuf::from(format!("{}.damaged", path.display()));
-    let mut n = 1;
-    while env.storage.exists(&target) {
-        target = PathBuf::from(format!("{}.damaged.{n}", path.display()));
-        n += 1;
-    }
-    env.storage.rename(path, &target)?;
+    let target = env.storage.set_aside(path)?;
     report.set_aside.push((target, why.to_string()));
     Ok(())
 }
@@ -163,10 +156,7 @@ pub(super) fn repair_sealed(
         None => seg.region.len(),
     };
     // Everything before the next segment was durable.
-    let known = Known {
-        slot: sealed.unwrap_or_else(|| Slot::empty(base)),
-        seq: next_base - 1,
-    };
+    let known = Known::new(sealed.unwrap_or_else(|| Slot::empty(base)), next_base - 1);
     let lost_before = report.lost.len();
     let scanned = scan(
         env,
@@ -263,7 +253,7 @@ pub(super) fn make_gap_segment(
     seg.region
         .sync(0..end)
         .map_err(Error::io_at(IoOp::SyncMapping, &seg.path))?;
-    let mut slots = SlotWriter::new(created.header, None, first);
+    let mut slots = created.slots;
     let seal = Slot {
         durable_end: end as u64,
         next_seq: last + 1,

@@ -3,7 +3,7 @@
 
 use crate::env::Env;
 use crate::error::{Error, IoOp, Result};
-use crate::format::frame::{encode_hole, FrameCursor, FrameKind, SegmentBytes, FRAME_HEADER_LEN};
+use crate::format::frame::{encode_hole, Frame, FrameCursor, FrameKind, SegmentBytes, FRAME_HEADER_LEN};
 use crate::format::segment::{Slot, SEGMENT_HEADER_LEN};
 use crate::index::{Coverage, IndexEntry};
 use crate::mmap::RecordsToken;
@@ -40,6 +40,23 @@ pub(super) fn records_view<'a>(seg: &Segment, records: &'a RecordsToken, limit: 
 pub(super) struct Known {
     pub(super) slot: Slot,
     pub(super) seq: u64,
+    /// How far past an invalid frame above the durable part a record that
+    /// validates means damage rather than a torn tail (0: not looked for).
+    /// A process crash leaves at most the frame being written torn, with
+    /// nothing written after it; a power loss can leave unsynced records
+    /// after a gap, so this is set only when the previous owner ran on
+    /// this boot, or when the header's slots are lost.
+    pub(super) look_past: usize,
+}
+
+impl Known {
+    pub(super) fn new(slot: Slot, seq: u64) -> Known {
+        Known {
+            slot,
+            seq,
+            look_past: 0,
+        }
+    }
 }
 
 /// Where a scan starts: the first record, or the end an index file covers.
@@ -69,7 +86,9 @@ pub(crate) fn needs_index_entry(last_indexed: Option<usize>, offset: usize, inte
 /// Scans records from `start` up to `limit`, extending the segment's index.
 /// Damage in durable data (below `durable.durable_end`, or where a seq up
 /// to `durable_seq` is due) is `Corrupt` (strict) or replaced by a hole
-/// (repair); any other invalid frame is a torn tail and ends the scan.
+/// (repair; or ends the scan where no hole fits); any other invalid frame
+/// is a torn tail and ends the scan, unless a record that validates
+/// follows it within `known.look_past` (then it is damage too).
 pub(super) fn scan(
     env: &Env,
     seg: &Segment,
@@ -113,6 +132,13 @@ pub(super) fn scan(
                     };
                     return Err(Error::corrupt(&seg.path, e.offset as u64, why));
                 }
+                if cursor.offset + FRAME_HEADER_LEN > limit {
+                    // No room left for a hole marker (a shortened file):
+                    // the records end here; the caller accounts for the
+                    // seqs that were due after them.
+                    stopped = Some((e.offset, e.reason()));
+                    break;
+                }
                 let (resume, resume_seq) = repair_span(seg, records, cursor, limit, known, &e.reason())?;
                 report.lost.push(LostRange {
                     first: cursor.expected,
@@ -123,8 +149,31 @@ pub(super) fn scan(
                 cursor = FrameCursor::new(seg.seed, resume, resume_seq);
             }
             Err(e) => {
-                stopped = Some((e.offset, e.reason()));
-                break;
+                let until = e.offset.saturating_add(known.look_past).min(limit);
+                let Some(next) = valid_record_after(seg, records, cursor, until)? else {
+                    stopped = Some((e.offset, e.reason()));
+                    break;
+                };
+                if !repair {
+                    return Err(Error::corrupt(
+                        &seg.path,
+                        e.offset as u64,
+                        format!(
+                            "{}, but the record of seq {} at offset {} after it validates: the records between are damaged, not a torn tail",
+                            e.reason(),
+                            next.header.seq,
+                            next.offset
+                        ),
+                    ));
+                }
+                let (resume, resume_seq) = repair_span(seg, records, cursor, limit, known, &e.reason())?;
+                report.lost.push(LostRange {
+                    first: cursor.expected,
+                    last: resume_seq - 1,
+                    path: seg.path.clone(),
+                    offset: cursor.offset as u64,
+                });
+                cursor = FrameCursor::new(seg.seed, resume, resume_seq);
             }
         }
     }
@@ -135,6 +184,18 @@ pub(super) fn scan(
         last_timestamp,
         stopped,
     })
+}
+
+/// The first record after the invalid frame at `at` (where a hole marker
+/// could end) and before `until` that validates with a later seq.
+fn valid_record_after(seg: &Segment, records: &RecordsToken, at: FrameCursor, until: usize) -> Result<Option<Frame>> {
+    let from = at.offset + FRAME_HEADER_LEN;
+    if until <= from {
+        return Ok(None);
+    }
+    let view = records_view(seg, records, until)?;
+    let search = FrameCursor::new(seg.seed, from, at.expected.saturating_add(1));
+    Ok(search.resync(view, at.expected.saturating_add(1), u64::MAX))
 }
 
 /// Replaces the damaged span at `at` with a hole frame up to the next valid

@@ -36,6 +36,9 @@ pub(crate) struct CatalogOpen {
     pub restored_from_backup: Option<String>,
     /// The catalog was written in format version 1 and was upgraded.
     pub upgraded: bool,
+    /// Repair rewrote the backup, which did not match the catalog (with
+    /// why).
+    pub backup_rewritten: Option<String>,
 }
 
 /// A random 128-bit id (never 0).
@@ -128,7 +131,18 @@ impl Catalog {
             }
         };
         let mut data = data;
-        let rewrite = data.store_id == 0 || note.restored_from_backup.is_some();
+        if repair && note.restored_from_backup.is_none() {
+            // The backup is only ever read by a repair: this one makes sure
+            // the next can rely on it.
+            let why = match read(BACKUP_FILE) {
+                Ok(Some(backup)) if backup == data => None,
+                Ok(Some(_)) => Some("the backup differs from the catalog".to_string()),
+                Ok(None) => Some("the backup is missing".to_string()),
+                Err(e) => Some(e.to_string()),
+            };
+            note.backup_rewritten = why;
+        }
+        let rewrite = data.store_id == 0 || note.restored_from_backup.is_some() || note.backup_rewritten.is_some();
         if data.store_id == 0 {
             data.store_id = random_id(env)?;
             note.upgraded = true;

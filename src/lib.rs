@@ -129,7 +129,10 @@ pub use options::{
     Options, RecoveryMode, SyncPolicy, DEFAULT_COMPACT_INTERVAL, DEFAULT_INDEX_INTERVAL, DEFAULT_MAX_PAYLOAD,
     DEFAULT_MAX_STATE, DEFAULT_MAX_SUBSCRIBERS, DEFAULT_SEGMENT_SIZE, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE,
 };
-pub use report::{ChannelRecovery, CompactionReport, LostRange, Problem, VerifyReport};
+pub use report::{
+    ChannelRecovery, CompactionReport, LostRange, Problem, RecoveryReport, SubscriberLoss, SubscribersRecovery,
+    VerifyReport,
+};
 pub use store::Store;
 
 /// Simulated storage for crash testing (your application's too).

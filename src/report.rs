@@ -59,6 +59,9 @@ pub struct RecoveryReport {
     pub subscribers: SubscribersRecovery,
     /// Repair restored the catalog from its backup, because of this damage.
     pub catalog_restored: Option<String>,
+    /// Repair rewrote `catalog.bak` from the catalog, because of this
+    /// (nothing is lost: the backup is a copy).
+    pub catalog_backup_rewritten: Option<String>,
     /// Files written by an earlier format version that were upgraded.
     pub upgraded: Vec<PathBuf>,
     /// Repair: directories found where the store's own files (`LOCK`,

@@ -152,6 +152,7 @@ impl Store {
         let (catalog, catalog_note) = Catalog::open(&env)?;
         let mut report = RecoveryReport {
             catalog_restored: catalog_note.restored_from_backup.clone(),
+            catalog_backup_rewritten: catalog_note.backup_rewritten.clone(),
             set_aside,
             ..RecoveryReport::default()
         };

@@ -46,8 +46,17 @@ pub fn base_store() -> SimStorage {
     sim.process_crash()
 }
 
-/// Opens a damaged store and reads everything: any outcome but a panic is
-/// fine, and every message served must be the one that was written.
+/// Messages per channel and the commit of subscriber `s` in the base store.
+const BASE_MSGS: u64 = 120;
+const BASE_COMMIT: (u64, &[u8]) = (60, b"state");
+
+/// Damages one file of the cleanly closed base store, then opens it strict
+/// and repair. Strict either refuses with `Corrupt` or serves everything
+/// the base store held: each message (or a `Corrupt` error when that very
+/// read meets the damage, never a wrong or missing message, never an early
+/// end), both channels, the subscriber's commit. Repair always opens (one
+/// damaged file never leaves nothing to read) and serves everything except
+/// what its report says is lost.
 pub fn open_files(data: &[u8]) {
     // Built once; each input damages a fresh copy.
     static BASE: std::sync::OnceLock<SimStorage> = std::sync::OnceLock::new();
@@ -96,6 +105,19 @@ pub fn open_files(data: &[u8]) {
         6 => None,
         _ => Some(other.clone()),
     };
+    let what = format!(
+        "{} {}",
+        target.display(),
+        match &damaged {
+            None => "deleted".to_string(),
+            Some(b) => format!(
+                "rewritten ({} -> {} bytes, damage {})",
+                original.len(),
+                b.len(),
+                how % 8
+            ),
+        }
+    );
     match damaged {
         Some(bytes) => {
             let _ = sim.overwrite(target, &bytes);
@@ -104,35 +126,133 @@ pub fn open_files(data: &[u8]) {
             let _ = sim.remove(target);
         }
     }
-    for mode in [RecoveryMode::Strict, RecoveryMode::Repair] {
-        let image = sim.process_crash();
-        let Ok(store) = Store::open(ROOT, opts().recovery_mode(mode).simulated(&image)) else {
-            continue;
-        };
-        let _ = store.verify();
-        for name in store.channel_names() {
-            let Ok(ch) = store.open_channel(&name) else { continue };
-            let Ok(iter) = ch.read_from(1) else { continue };
-            for m in iter.flatten() {
-                assert_eq!(
-                    m.payload(),
-                    payload(ch.id(), m.seq()).as_slice(),
-                    "{name} seq {} served wrong bytes",
-                    m.seq()
-                );
-            }
-            if let Ok(sub) = ch.subscribe("s", StartAt::First) {
-                assert!(sub.committed().0 <= ch.last_seq().max(60));
-                while let Ok(Some(m)) = sub.try_recv() {
-                    assert_eq!(m.payload(), payload(ch.id(), m.seq()).as_slice());
+    match Store::open(ROOT, opts().simulated(&sim.process_crash())) {
+        Ok(store) => check_served(&store, None, &what),
+        Err(Error::Corrupt { .. }) => {}
+        Err(e) => panic!("{what}: strict open failed with an error other than Corrupt: {e}"),
+    }
+    let repaired = Store::open(
+        ROOT,
+        opts()
+            .recovery_mode(RecoveryMode::Repair)
+            .simulated(&sim.process_crash()),
+    )
+    .unwrap_or_else(|e| panic!("{what}: repair refused: {e}"));
+    let report = repaired.recovery_report().clone();
+    check_served(&repaired, Some(&report), &what);
+}
+
+/// Checks that `store` serves everything the base store held: what
+/// `repair` says is lost aside, or (strict, `None`) reads that fail with
+/// `Corrupt` where they meet damage.
+fn check_served(store: &Store, repair: Option<&spool::RecoveryReport>, what: &str) {
+    let mode = if repair.is_some() { "repair" } else { "strict" };
+    assert_eq!(store.channel_names(), ["c", "d"], "{what}: {mode}: channels");
+    for name in ["c", "d"] {
+        let ch = store.open_channel(name).expect("listed channel opens");
+        let lost: Vec<(u64, u64)> = repair
+            .and_then(|r| r.channel(name))
+            .map(|c| c.lost.iter().map(|l| (l.first, l.last)).collect())
+            .unwrap_or_default();
+        let is_lost = |seq: u64| lost.iter().any(|&(a, b)| a <= seq && seq <= b);
+        assert_eq!(
+            ch.last_seq(),
+            BASE_MSGS,
+            "{what}: {mode}: {name} last seq (lost {lost:?})"
+        );
+        // Repair may start the channel after a lost range at its start.
+        let first = ch.first_seq();
+        assert!(
+            (1..first).all(is_lost),
+            "{what}: {mode}: {name} first seq {first} (lost {lost:?})"
+        );
+        let mut readable = Vec::new();
+        for seq in first..=BASE_MSGS {
+            match ch.get(seq) {
+                Ok(m) => {
+                    assert_eq!(
+                        m.payload(),
+                        payload(ch.id(), seq),
+                        "{what}: {mode}: {name} seq {seq} wrong bytes"
+                    );
+                    assert!(
+                        !is_lost(seq),
+                        "{what}: {mode}: {name} seq {seq} served but reported lost"
+                    );
+                    readable.push(seq);
                 }
-            }
-            for seq in [0, 1, 50, 119, 120, 121] {
-                if let Ok(m) = ch.get(seq) {
-                    assert_eq!(m.payload(), payload(ch.id(), seq).as_slice());
-                }
+                Err(Error::Lost { .. }) if is_lost(seq) => {}
+                Err(Error::Corrupt { .. }) if repair.is_none() => {}
+                Err(e) => panic!("{what}: {mode}: {name} seq {seq}: {e} (lost {lost:?})"),
             }
         }
+        // Reading in order delivers every readable message (passing over
+        // lost ones) or stops with an error: never a silent early end.
+        let mut iter = ch.read_from(first).expect("read_from(first)");
+        let mut got = Vec::new();
+        let mut failed = false;
+        for m in iter.by_ref() {
+            match m {
+                Ok(m) => got.push(m.seq()),
+                // One error per range a repair removed; reading goes on.
+                Err(Error::Lost { first_lost, .. }) if is_lost(first_lost) => {}
+                Err(_) if repair.is_none() => {
+                    failed = true;
+                    break;
+                }
+                Err(e) => panic!("{what}: {mode}: {name} iteration: {e}"),
+            }
+        }
+        if !failed {
+            assert_eq!(got, readable, "{what}: {mode}: {name} iteration");
+        }
+        // The subscriber's commit survives, or repair says what became of it.
+        let reported = repair.is_some_and(|r| {
+            r.subscribers
+                .lost
+                .iter()
+                .any(|l| (l.channel_id == ch.id() && l.name == "s") || (l.name.is_empty() && l.reverted_to.is_none()))
+        });
+        let sub = ch.subscribe("s", StartAt::First).expect("subscribe");
+        let (pos, state) = sub.committed();
+        if (pos, &state[..]) != BASE_COMMIT {
+            assert!(
+                reported,
+                "{what}: {mode}: {name}/s committed ({pos}, {state:?}), not in the report"
+            );
+        }
+        let mut last = pos;
+        loop {
+            match sub.try_recv() {
+                Ok(Some(m)) => {
+                    assert_eq!(
+                        m.payload(),
+                        payload(ch.id(), m.seq()),
+                        "{what}: {mode}: {name}/s delivery"
+                    );
+                    last = m.seq();
+                }
+                Ok(None) => {
+                    let want = readable.iter().copied().filter(|s| *s > pos).max().unwrap_or(pos);
+                    assert_eq!(
+                        last.max(pos),
+                        want.max(pos),
+                        "{what}: {mode}: {name}/s try_recv ended early"
+                    );
+                    break;
+                }
+                Err(Error::Corrupt { .. }) if repair.is_none() => break,
+                Err(e) => panic!("{what}: {mode}: {name}/s try_recv: {e}"),
+            }
+        }
+    }
+    let verified = store.verify().expect("verify runs");
+    if repair.is_some() {
+        assert!(
+            verified.is_ok(),
+            "{what}: verify after repair: {:#?}",
+            verified.problems
+        );
     }
 }
 

@@ -124,6 +124,11 @@ pub(super) fn recover_last(
         ..Known::new(durable, durable_seq)
     };
     let assisted = if repair {
+        // Repair scans everything and may change the records: the index
+        // file (derived data) goes, and is written again at the next
+        // checkpoint or close.
+        env.storage
+            .remove_file(&path.with_file_name(crate::format::segment::index_file_name(base)))?;
         Err(seg)
     } else {
         scan_after_index(env, channel_id, seg, &mut records, known)

@@ -95,9 +95,14 @@ pub struct SubscribersRecovery {
     /// Subscribers and queue groups whose latest commit repair lost or
     /// reverted.
     pub lost: Vec<SubscriberLoss>,
+    /// Subscribers and queue groups whose latest commit was never durable
+    /// and was cut with the torn tail (`reverted_to`: the durable commit
+    /// they are back at).
+    pub cut: Vec<SubscriberLoss>,
 }
 
-/// A subscriber or queue group whose latest commit was lost to damage.
+/// A subscriber or queue group whose latest commit was lost to damage
+/// (or, in [`SubscribersRecovery::cut`], cut with a torn tail).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SubscriberLoss {
     /// Channel id.

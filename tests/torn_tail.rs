@@ -94,3 +94,52 @@ fn torn_at_every_byte_garbage_filled() {
 fn torn_at_every_byte_ff_filled() {
     check_cut(0xFF);
 }
+
+/// A commit past the subscribers log's durable watermark that points at
+/// messages the same crash cut from its channel goes with the torn tail,
+/// and the report says which subscriber is back at which durable commit.
+#[test]
+fn commit_cut_with_the_torn_tail_is_reported_per_subscriber() {
+    use spool::StartAt;
+    let sim = SimStorage::new();
+    let store = open_sim(&sim, small(64 << 10)).unwrap();
+    let ch = store.channel("t").unwrap();
+    let sub = ch.subscribe("s", StartAt::First).unwrap();
+    let mut offset = spool::SEGMENT_HEADER_LEN;
+    for seq in 1..=10 {
+        let p = payload(9, seq);
+        ch.publish(&p).unwrap();
+        offset += frame_len(p.len());
+    }
+    sub.commit(10, b"ten").unwrap();
+    store.sync().unwrap();
+    for seq in 11..=20 {
+        ch.publish(&payload(9, seq)).unwrap();
+    }
+    sub.commit(20, b"twenty").unwrap();
+    let image = sim.process_crash();
+    drop((sub, ch, store));
+    // The channel's unsynced records did not reach the disk; the commit did.
+    let mut bytes = image.read(SEG).unwrap();
+    bytes[offset..].fill(0);
+    image.overwrite(SEG, &bytes).unwrap();
+
+    let store = open_sim(&image, small(64 << 10)).unwrap();
+    let ch = store.channel("t").unwrap();
+    assert_eq!(ch.last_seq(), 10);
+    let report = store.recovery_report();
+    assert!(report.subscribers.torn_tail.is_some(), "{report:#?}");
+    assert!(
+        report.subscribers.lost.is_empty(),
+        "nothing durable was lost: {report:#?}"
+    );
+    let cut: Vec<_> = report
+        .subscribers
+        .cut
+        .iter()
+        .map(|c| (c.channel_id, c.name.as_str(), c.reverted_to))
+        .collect();
+    assert_eq!(cut, [(ch.id(), "s", Some(10))], "{report:#?}");
+    let sub = ch.subscribe("s", StartAt::First).unwrap();
+    assert_eq!(sub.committed(), (10, b"ten".to_vec().into()));
+}

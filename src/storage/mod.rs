@@ -147,6 +147,12 @@ impl Storage {
         }
     }
 
+    /// Extends a file with zeros to `len` bytes (never shortens it), made
+    /// durable (repair of a segment shortened outside spool).
+    pub(crate) fn extend_file(&self, path: &Path, len: u64) -> Result<()> {
+        dispatch!(self, s => s.extend_file(path, len)).map_err(|e| Error::io(IoOp::Truncate, path, e))
+    }
+
     /// Length of a file in bytes.
     pub(crate) fn file_len(&self, path: &Path) -> Result<u64> {
         dispatch!(self, s => s.file_len(path)).map_err(|e| Error::io(IoOp::Stat, path, e))

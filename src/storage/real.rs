@@ -87,6 +87,15 @@ impl RealStorage {
         File::open(path)?.sync_data()
     }
 
+    pub(crate) fn extend_file(&self, path: &Path, len: u64) -> io::Result<()> {
+        let file = OpenOptions::new().write(true).open(path)?;
+        if file.metadata()?.len() < len {
+            file.set_len(len)?;
+            file.sync_all()?;
+        }
+        Ok(())
+    }
+
     pub(crate) fn sync_dir(&self, path: &Path) -> io::Result<()> {
         File::open(path)?.sync_all()
     }

@@ -217,7 +217,15 @@ impl Subscriptions {
         storage.remove_file(&env.root.join(format!("{LOG_FILE}.tmp")))?;
         let mut durable: HashMap<SubKey, Durable> = HashMap::new();
         let mut cut: Option<(usize, u64)> = None;
+        let mut cut_names: Vec<(u64, String, u64)> = Vec::new();
         for s in scan.records {
+            if cut.is_some() {
+                // Commits cut with the tail: said per subscriber below.
+                if let LogRecord::Commit { entries, .. } = &s.record {
+                    cut_names.extend(entries.iter().map(|e| (e.channel_id, e.name.clone(), s.recno)));
+                }
+                continue;
+            }
             let beyond = match &s.record {
                 LogRecord::Commit { entries, .. } => entries
                     .iter()
@@ -228,9 +236,28 @@ impl Subscriptions {
                 // Never durable, and its channel lost the messages it points
                 // at in the same crash: the tail ends here.
                 cut = Some((s.offset, s.recno));
-                break;
+                if let LogRecord::Commit { entries, .. } = &s.record {
+                    cut_names.extend(entries.iter().map(|e| (e.channel_id, e.name.clone(), s.recno)));
+                }
+                continue;
             }
             apply(&mut durable, s.recno, s.timestamp, s.record);
+        }
+        cut_names.sort();
+        cut_names.dedup_by(|a, b| (a.0, &a.1) == (b.0, &b.1));
+        for (id, name, recno) in cut_names {
+            if !last_seqs.contains_key(&id) {
+                continue;
+            }
+            let now = durable.get(&(id, name.clone())).map(|d| d.position);
+            report.cut.push(SubscriberLoss {
+                channel_id: id,
+                name,
+                reverted_to: now,
+                detail: format!(
+                    "its commit in record {recno} of the subscribers log was never durable and was cut with the torn tail (a channel lost, in the same crash, messages a commit there points at)"
+                ),
+            });
         }
         durable.retain(|(id, _), _| last_seqs.contains_key(id));
         // Repair: a durable position past its channel's end (the channel

@@ -201,7 +201,7 @@ fn salvage(path: &Path, bytes: &[u8], catalog: &CatalogData) -> Result<LogScan> 
         // The slots carry their own checksum (seeded by store and
         // generation): one that validates still knows the durable end.
         let newest = newest_slot(bytes, seed, 0, u64::MAX);
-        let mut scan = walk(path, bytes, header, seed, newest, true)?;
+        let mut scan = walk_from(path, bytes, header, seed, newest, true, Some(first.offset))?;
         scan.damage.push(Damage {
             first: 1.min(first.header.seq),
             last: first.header.seq.saturating_sub(1),
@@ -313,6 +313,21 @@ pub(crate) fn walk(
     newest: Option<(Slot, usize)>,
     repair: bool,
 ) -> Result<LogScan> {
+    walk_from(path, bytes, header, seed, newest, repair, None)
+}
+
+/// Walks the records from the first one, or (`salvage`: a repair of a log
+/// whose header or slots are lost) from the frame at `salvage`, looking
+/// past every bad record for the next one that validates.
+fn walk_from(
+    path: &Path,
+    bytes: &[u8],
+    header: LogHeader,
+    seed: u32,
+    newest: Option<(Slot, usize)>,
+    repair: bool,
+    salvage: Option<usize>,
+) -> Result<LogScan> {
     let len = usize::try_from(header.file_len).unwrap_or(usize::MAX).min(bytes.len());
     let view = SegmentBytes {
         base: 0,
@@ -322,7 +337,7 @@ pub(crate) fn walk(
         .map(|(s, _)| s)
         .unwrap_or_else(|| Slot::empty(header.first_record));
     let durable_end = usize::try_from(slot.durable_end).unwrap_or(usize::MAX);
-    let mut cursor = FrameCursor::new(seed, V2_HEADER_LEN, header.first_record);
+    let mut cursor = FrameCursor::new(seed, salvage.unwrap_or(V2_HEADER_LEN), header.first_record);
     let mut records = Vec::new();
     let mut damage = Vec::new();
     let mut torn_at = None;
@@ -352,7 +367,7 @@ pub(crate) fn walk(
                     record,
                 });
             }
-            Err(e) if e.offset < durable_end || cursor.expected < slot.next_seq => {
+            Err(e) if e.offset < durable_end || cursor.expected < slot.next_seq || salvage.is_some() => {
                 if !repair {
                     return Err(Error::corrupt(
                         path,
@@ -362,6 +377,12 @@ pub(crate) fn walk(
                 }
                 // Resume at the next record that validates (a later number).
                 let resume = cursor.resync(view, cursor.expected + 1, u64::MAX);
+                if resume.is_none() && salvage.is_some() && e.offset >= durable_end && cursor.expected >= slot.next_seq
+                {
+                    // Nothing validates after it: the records end here.
+                    torn_at = Some(e.offset);
+                    break;
+                }
                 let hint = damaged_body(view, e.offset);
                 let (last, next) = match resume {
                     Some(f) => (f.header.seq - 1, Some(f)),

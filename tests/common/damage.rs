@@ -751,10 +751,12 @@ impl Report {
                 .filter_map(|c| c.torn_tail.clone().map(|(p, o)| (c.name.clone(), p, o)))
                 .collect(),
             subs_torn: r.subscribers.torn_tail,
+            // Commits cut with a torn tail count as accounted for too.
             sub_lost: r
                 .subscribers
                 .lost
                 .iter()
+                .chain(&r.subscribers.cut)
                 .map(|l| (l.channel_id, l.name.clone(), l.reverted_to, l.detail.clone()))
                 .collect(),
             catalog_restored: r.catalog_restored.clone(),

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::open::{load_index, open_rw, OpenedRw};
+use super::open::{ensure_slot, load_index, open_rw, OpenedRw};
 use super::scan::{chains_to, scan, zero_stale_tail, Known, Scan, ScanStart};
 use crate::env::Env;
 use crate::error::{Error, IoOp, Result};
@@ -15,7 +15,6 @@ use crate::mmap::MAX_STAGED;
 use crate::options::RecoveryMode;
 use crate::report::ChannelRecovery;
 use crate::segment::Segment;
-use crate::slots::SlotWriter;
 
 use super::super::state::Active;
 
@@ -72,6 +71,37 @@ fn scan_after_index(
     }
 }
 
+/// What a crash of the previous owner on this boot can have left
+/// half-written past the durable end: one frame, or one staged batch.
+fn crash_span(env: &Env) -> usize {
+    frame_len(env.opts.get_max_payload() as usize).max(MAX_STAGED)
+}
+
+/// How far past a bad frame above the durable part a scan looks for a
+/// record that validates (which makes it damage, not a torn tail): the
+/// whole segment when the header's slots are lost, the span a crash can
+/// have written when the previous owner ran on this boot, else nowhere
+/// (after a reboot, unsynced records may survive past a gap).
+pub(super) fn look_past(env: &Env, header_lost: bool) -> usize {
+    if header_lost {
+        usize::MAX
+    } else if env.same_boot {
+        crash_span(env)
+    } else {
+        0
+    }
+}
+
+/// A confirmed segment with no valid slot: it held one from its
+/// confirmation on, so its header is damaged.
+pub(super) fn header_lost_error(path: &Path) -> Error {
+    Error::corrupt(
+        path,
+        SLOT_OFFSETS[0] as u64,
+        "both durability slots of the segment header are damaged, so where its durable records end is unknown; open with RecoveryMode::Repair to keep every record that validates",
+    )
+}
+
 /// Recovers the last segment: scan, cut a torn tail, make the result durable.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn recover_last(
@@ -103,24 +133,11 @@ pub(super) fn recover_last(
     // and where its durable records end is unknown.
     let header_lost = found.is_none() && confirmed;
     if header_lost && !repair {
-        return Err(Error::corrupt(
-            path,
-            SLOT_OFFSETS[0] as u64,
-            "both durability slots of the segment header are damaged, so where its durable records end is unknown; open with RecoveryMode::Repair to keep every record that validates",
-        ));
+        return Err(header_lost_error(path));
     }
     let durable = found.unwrap_or_else(|| Slot::empty(base));
-    // What a crash of the previous owner on this boot can have left
-    // half-written past the durable end: one frame, or one staged batch.
-    let crash_span = frame_len(env.opts.get_max_payload() as usize).max(MAX_STAGED);
     let known = Known {
-        look_past: if header_lost {
-            usize::MAX
-        } else if env.same_boot {
-            crash_span
-        } else {
-            0
-        },
+        look_past: look_past(env, header_lost),
         ..Known::new(durable, durable_seq)
     };
     let assisted = if repair {
@@ -151,7 +168,7 @@ pub(super) fn recover_last(
         // frame it was writing: only that far is looked at.
         let clean_end = durable.clean && *offset as u64 == durable.durable_end;
         let until = if env.same_boot {
-            offset.saturating_add(crash_span).min(seg.region.len())
+            offset.saturating_add(crash_span(env)).min(seg.region.len())
         } else {
             seg.region.len()
         };
@@ -169,10 +186,7 @@ pub(super) fn recover_last(
         .map_err(Error::io_at(IoOp::WriteRecords, path))?;
     // Written (durable with the segment's confirmation, or the next sync)
     // only now that the open goes ahead: a refused open changes nothing.
-    let slots = match found {
-        Some(_) => slots,
-        None => SlotWriter::init(slots.into_token(), seg.seed, path, Slot::empty(base))?,
-    };
+    let slots = ensure_slot(&seg, slots, found)?;
     let seg = Arc::new(seg);
     let active = Active::new(Arc::clone(&seg), records, slots, scanned.end, confirmed);
     // What the crash left past the durable end is not made durable here

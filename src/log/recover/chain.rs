@@ -53,7 +53,7 @@ pub(super) fn recover_link(
     let OpenedRw {
         seg,
         mut records,
-        mut slots,
+        slots,
         slot,
     } = open_rw(env, channel_id, base, path)?;
     if let Some(seal) = slot.filter(|s| s.sealed) {
@@ -89,8 +89,16 @@ pub(super) fn recover_link(
         // durable: the tail ends here.
         return Ok(Link::Torn);
     }
+    // A confirmed segment with no valid slot is damaged (see `recover_last`).
+    let header_lost = slot.is_none() && confirmed;
+    if header_lost && env.opts.get_recovery_mode() != crate::options::RecoveryMode::Repair {
+        return Err(super::active::header_lost_error(path));
+    }
     let durable = slot.unwrap_or_else(|| Slot::empty(base));
-    let known = Known::new(durable, durable_seq);
+    let known = Known {
+        look_past: super::active::look_past(env, header_lost),
+        ..Known::new(durable, durable_seq)
+    };
     let limit = seg.region.len();
     let scanned = scan(
         env,
@@ -116,6 +124,7 @@ pub(super) fn recover_link(
     }
     // The writer rolled here: seal it, after the catalog records it.
     let end = scanned.end;
+    let mut slots = super::open::ensure_slot(&seg, slots, slot)?;
     if let Some(catalog) = catalog.filter(|_| !confirmed) {
         seg.sync_created(env)?;
         catalog.confirm_segment(channel_id, base)?;

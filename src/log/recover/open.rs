@@ -73,8 +73,19 @@ pub(super) fn open_rw(env: &Env, channel_id: u64, base: u64, path: &Path) -> Res
     let file_len = env.storage.file_len(path)?;
     check_len(path, file_len)?;
     let fixed = env.storage.read_at(path, 0, FIXED_LEN)?;
-    let problem = fixed_header_problem(&fixed, channel_id, base, file_len);
-    if let (Some(reason), false) = (&problem, env.opts.get_recovery_mode() == RecoveryMode::Repair) {
+    let mut problem = fixed_header_problem(&fixed, channel_id, base, file_len);
+    let repair = env.opts.get_recovery_mode() == RecoveryMode::Repair;
+    if let (true, Some(_), Ok(h)) = (repair, &problem, FixedHeader::decode(&fixed)) {
+        let own = h.channel_id == channel_id && h.base_seq == base;
+        if own && h.segment_len > file_len && h.segment_len <= crate::options::MAX_SEGMENT_SIZE {
+            // Shortened outside spool: the file gets its length back (with
+            // zeros), so records cut only in their padding stay whole and
+            // what was cut becomes damage found by the scan.
+            env.storage.extend_file(path, h.segment_len)?;
+            problem = None;
+        }
+    }
+    if let (Some(reason), false) = (&problem, repair) {
         return Err(Error::corrupt(path, 0, reason.clone()));
     }
     let (region, mut header, records) = env.storage.open_region(path, SEGMENT_HEADER_LEN)?;
@@ -94,6 +105,21 @@ pub(super) fn open_rw(env: &Env, channel_id: u64, base: u64, path: &Path) -> Res
         slot: newest.map(|(s, _)| s),
         slots: SlotWriter::new(header, newest, base),
     })
+}
+
+/// A segment opened with no valid slot gets its initial slot (see
+/// `SlotWriter::init`) before anything else is written to its header, made
+/// durable at once: a torn write of a later slot then leaves it intact,
+/// so the segment is never mistaken for one whose header was damaged.
+pub(super) fn ensure_slot(seg: &Segment, slots: SlotWriter, found: Option<Slot>) -> Result<SlotWriter> {
+    if found.is_some() {
+        return Ok(slots);
+    }
+    let slots = SlotWriter::init(slots.into_token(), seg.seed, &seg.path, Slot::empty(seg.base))?;
+    seg.region
+        .sync(0..SEGMENT_HEADER_LEN)
+        .map_err(Error::io_at(IoOp::SyncMapping, &seg.path))?;
+    Ok(slots)
 }
 
 pub(super) fn rewrite_fixed_header(

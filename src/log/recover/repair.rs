@@ -26,7 +26,8 @@ use crate::env::Env;
 use crate::error::{Error, IoOp, Result};
 use crate::format::frame::{encode_hole, FRAME_HEADER_LEN};
 use crate::format::segment::{
-    index_file_name, parse_segment_name, segment_file_name, FixedHeader, Slot, FIXED_LEN, SEGMENT_HEADER_LEN,
+    index_file_name, parse_index_name, parse_segment_name, segment_file_name, FixedHeader, Slot, FIXED_LEN,
+    SEGMENT_HEADER_LEN,
 };
 use crate::index::Coverage;
 use crate::options::MIN_SEGMENT_SIZE;
@@ -49,6 +50,16 @@ pub(super) fn repair_layout(env: &Env, dir: &Path, channel_id: u64, report: &mut
     let mut moved = false;
     let mut misplaced: Vec<(PathBuf, u64)> = Vec::new();
     for name in storage.list_dir(dir)? {
+        if parse_index_name(&name).is_some() && storage.is_dir(&dir.join(&name)) {
+            set_aside(
+                env,
+                &dir.join(&name),
+                "a directory where an index file should be",
+                report,
+            )?;
+            moved = true;
+            continue;
+        }
         // `.swap`: a repair moving swapped files was cut short.
         let Some(base) = parse_segment_name(name.strip_suffix(".swap").unwrap_or(&name)) else {
             continue;
@@ -134,7 +145,7 @@ pub(super) fn repair_sealed(
     let OpenedRw {
         seg,
         mut records,
-        mut slots,
+        slots,
         slot,
     } = open_rw(env, channel_id, base, path)?;
     // The last segment (no next one) keeps to its own seal.
@@ -211,6 +222,7 @@ pub(super) fn repair_sealed(
         || sealed.map(|s| (s.durable_end, s.next_seq)) != Some((seal.durable_end, seal.next_seq));
     if changed {
         seg.region.sync(0..end).map_err(Error::io_at(IoOp::SyncMapping, path))?;
+        let mut slots = super::open::ensure_slot(&seg, slots, slot)?;
         slots.write(seg.seed, path, seal)?;
         seg.region
             .sync(0..SEGMENT_HEADER_LEN)

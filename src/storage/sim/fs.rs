@@ -192,6 +192,27 @@ impl SimInner {
         Ok(())
     }
 
+    pub(crate) fn extend_file(&self, path: &Path, len: u64) -> io::Result<()> {
+        let mut st = self.state.lock();
+        st.step()?;
+        let id = st.file_id(path)?;
+        let old = st.inodes.get(&id).map_or(0, |i| i.live_len()) as u64;
+        if old >= len {
+            return Ok(());
+        }
+        st.check_space(len - old)?;
+        st.count_sync()?;
+        let inode = st.inodes.get_mut(&id).ok_or_else(|| not_found(path))?;
+        if let Live::Mapped(_) = &inode.live {
+            return Err(io::Error::other("simulated file is mapped"));
+        }
+        let mut bytes = inode.live_bytes();
+        bytes.resize(usize::try_from(len).map_err(io::Error::other)?, 0);
+        inode.durable = bytes.clone();
+        inode.live = Live::Bytes(bytes);
+        Ok(())
+    }
+
     pub(crate) fn sync_dir(&self, path: &Path) -> io::Result<()> {
         let mut st = self.state.lock();
         if st.live.get(path) != Some(&Node::Dir) {

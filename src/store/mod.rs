@@ -3,6 +3,7 @@
 
 mod compaction;
 mod flusher;
+mod open;
 mod verify;
 
 use std::collections::HashMap;
@@ -19,7 +20,6 @@ use crate::error::{Error, Result};
 use crate::format::catalog::{validate_name, ChannelEntry};
 use crate::limits::Limits;
 use crate::log::Log;
-use crate::options::{Options, SyncPolicy};
 use crate::prefault::Prefaulter;
 use crate::report::{CompactionReport, RecoveryReport, VerifyReport};
 use crate::storage::{LockGuard, Storage};
@@ -82,31 +82,6 @@ fn channel_dir(root: &Path, id: u64) -> PathBuf {
     channels_dir(root).join(id.to_string())
 }
 
-/// A directory where one of the store's own files should be: `Corrupt`
-/// (strict), or renamed aside and noted (repair), so the open goes on as
-/// if the file were missing.
-fn set_aside_directory(
-    storage: &Storage,
-    path: &Path,
-    what: &str,
-    repair: bool,
-    set_aside: &mut Vec<(PathBuf, PathBuf)>,
-) -> Result<()> {
-    if !storage.is_dir(path) {
-        return Ok(());
-    }
-    if !repair {
-        return Err(Error::corrupt(
-            path,
-            0,
-            format!("a directory is where the {what} should be; open with RecoveryMode::Repair to set it aside"),
-        ));
-    }
-    let target = storage.set_aside(path)?;
-    set_aside.push((path.to_path_buf(), target));
-    Ok(())
-}
-
 /// Removes a channel directory and everything in it.
 fn remove_channel_dir(storage: &Storage, dir: &Path) -> Result<()> {
     if storage.exists(dir) {
@@ -119,142 +94,6 @@ fn remove_channel_dir(storage: &Storage, dir: &Path) -> Result<()> {
 }
 
 impl Store {
-    /// Opens (creating if needed) the store in directory `path`, recovering
-    /// every channel after a crash as docs/format.md describes.
-    ///
-    /// Errors: `Locked` if another `Store` holds the directory;
-    /// `InvalidOption`; `Corrupt` for damage in durable data (unless
-    /// `RecoveryMode::Repair`); I/O errors.
-    pub fn open(path: impl AsRef<Path>, opts: Options) -> Result<Store> {
-        opts.validate()?;
-        let root = path.as_ref().to_path_buf();
-        let storage = opts.storage_backend().clone();
-        storage.create_dir_all(&root)?;
-        let repair = opts.get_recovery_mode() == crate::options::RecoveryMode::Repair;
-        let mut set_aside = Vec::new();
-        // Nobody holds a lock that is a directory: it is set aside first.
-        set_aside_directory(&storage, &root.join("LOCK"), "lock file", repair, &mut set_aside)?;
-        let (lock, previous_owner) = storage.lock(&root.join("LOCK"))?;
-        for (name, what) in [
-            (crate::catalog::CATALOG_FILE, "catalog"),
-            (crate::catalog::BACKUP_FILE, "catalog backup"),
-            (crate::format::sublog::LOG_FILE, "subscribers log"),
-        ] {
-            set_aside_directory(&storage, &root.join(name), what, repair, &mut set_aside)?;
-        }
-        // The previous owner ran on this boot (and finished its open): the
-        // page cache still holds all it wrote, and no stale record of an
-        // older boot lies past what it wrote (see `log::recover`).
-        let boot = storage.boot_id();
-        let same_boot = boot != 0 && previous_owner.lines().any(|l| l == format!("boot={boot:032x}"));
-        let env = Arc::new(Env::new(root.clone(), opts.clone(), storage.clone(), same_boot));
-
-        let (catalog, catalog_note) = Catalog::open(&env)?;
-        let mut report = RecoveryReport {
-            catalog_restored: catalog_note.restored_from_backup.clone(),
-            catalog_backup_rewritten: catalog_note.backup_rewritten.clone(),
-            set_aside,
-            ..RecoveryReport::default()
-        };
-        if catalog_note.upgraded {
-            report.upgraded.push(root.join(crate::catalog::CATALOG_FILE));
-        }
-        let data = catalog.snapshot();
-        let chans = channels_dir(&root);
-        if !storage.exists(&chans) {
-            storage.create_dir_all(&chans)?;
-            storage.sync_dir(&root)?;
-        }
-        // Directories of deleted channels (or of a delete cut short by a
-        // crash) are removed: their ids are never handed out again.
-        let live: Vec<u64> = data.channels.values().map(|e| e.id).collect();
-        let mut removed = false;
-        for name in storage.list_dir(&chans)? {
-            let orphan = name.parse::<u64>().is_ok_and(|id| !live.contains(&id));
-            if orphan {
-                remove_channel_dir(&storage, &chans.join(&name))?;
-                removed = true;
-            }
-        }
-        if removed {
-            storage.sync_dir(&chans)?;
-        }
-
-        // The subscribers log is read first: its durable commits are
-        // witnesses of how far each channel was durable.
-        let log_scan = crate::subscriptions::scan(&env, &data, repair)?;
-        if matches!(log_scan.source, crate::subscriptions::ScanSource::V1 { .. }) {
-            report.upgraded.push(log_scan.path.clone());
-        }
-        let floors = log_scan.durable_floors();
-        let mut channels = HashMap::new();
-        let mut last_seqs = HashMap::new();
-        for (name, entry) in &data.channels {
-            let dir = channel_dir(&root, entry.id);
-            let floor = floors.get(&entry.id).copied().unwrap_or(0);
-            let (log, recovered) = Log::recover(
-                Arc::clone(&env),
-                Arc::clone(&catalog),
-                name,
-                dir,
-                entry,
-                floor,
-                catalog_note.upgraded,
-            )?;
-            report.channels.push(recovered);
-            last_seqs.insert(entry.id, log.last_seq());
-            channels.insert(name.clone(), (log, entry.limits));
-        }
-        let subs = Subscriptions::open(
-            Arc::clone(&env),
-            Arc::clone(&catalog),
-            log_scan,
-            &last_seqs,
-            &mut report.subscribers,
-        )?;
-        let channels = channels
-            .into_iter()
-            .map(|(name, (log, limits))| (name, ChannelCore::new(log, Arc::clone(&subs), limits)))
-            .collect();
-
-        // Open is complete: the next opener may rely on this boot's page
-        // cache.
-        lock.record(&format!("{}\nboot={boot:032x}\n", std::process::id()))?;
-        let shared = Arc::new(StoreShared {
-            env,
-            catalog,
-            lifecycle: Mutex::new(()),
-            channels: RwLock::new(channels),
-            flusher: Mutex::new(None),
-            compactor: Mutex::new(None),
-            prefaulter: Mutex::new(None),
-            worker: Mutex::new(None),
-            lock: Mutex::new(Some(lock)),
-            closed: AtomicBool::new(false),
-            report,
-            subs,
-            #[cfg(test)]
-            panic_next_compaction: AtomicBool::new(false),
-        });
-        if matches!(storage, Storage::Real(_)) {
-            let prefaulter = Prefaulter::start()?;
-            let _ = shared.env.prefault.set(prefaulter.sender());
-            *shared.prefaulter.lock() = Some(prefaulter);
-            // With the simulated storage the worker's jobs run in the
-            // writer's thread, so crash tests stay deterministic.
-            let worker = Worker::start()?;
-            let _ = shared.env.worker.set(worker.sender());
-            *shared.worker.lock() = Some(worker);
-        }
-        let compactor = Compactor::start(Arc::downgrade(&shared), opts.get_compact_interval())?;
-        *shared.compactor.lock() = Some(compactor);
-        if let SyncPolicy::Interval(every) = opts.get_sync_policy() {
-            let flusher = Flusher::start(Arc::downgrade(&shared), every)?;
-            *shared.flusher.lock() = Some(flusher);
-        }
-        Ok(Store { shared })
-    }
-
     /// The channel `name`, created if it does not exist. Names are any
     /// non-empty UTF-8 up to 255 bytes without NUL (`InvalidName` otherwise).
     /// Creating a channel is durable when this returns.

@@ -135,10 +135,54 @@ impl SegmentIndex {
         lo
     }
 
-    /// The last entry with `seq <= target`.
+    /// The last entry with `seq <= target`. Entries are nearly evenly
+    /// spaced in seq when records are of similar size, so the search
+    /// interpolates first (one or two probes, each a likely cache miss on
+    /// a random lookup) and falls back to bisection when the guesses do not
+    /// close in.
     pub(crate) fn floor_seq(&self, target: u64) -> Option<IndexEntry> {
-        let n = self.partition_point(|e| e.seq <= target);
-        n.checked_sub(1).and_then(|i| self.get(i))
+        let n = self.len();
+        let first = self.get(0)?;
+        if target < first.seq {
+            return None;
+        }
+        let last = self.get(n - 1)?;
+        if target >= last.seq {
+            return Some(last);
+        }
+        // Invariant: entry `lo` has seq <= target < seq of entry `hi`.
+        let (mut lo, mut hi) = (0usize, n - 1);
+        let (mut lo_seq, mut hi_seq) = (first.seq, last.seq);
+        for _ in 0..3 {
+            if hi - lo <= 1 {
+                break;
+            }
+            let span = (hi - lo) as u128;
+            let step = (u128::from(target - lo_seq) * span / u128::from(hi_seq - lo_seq)) as usize;
+            let guess = (lo + step).clamp(lo + 1, hi - 1);
+            let g = self.get(guess)?;
+            if g.seq <= target {
+                (lo, lo_seq) = (guess, g.seq);
+                // The usual case: the next entry is past the target.
+                match self.get(guess + 1) {
+                    Some(next) if next.seq > target => return Some(g),
+                    Some(next) if guess + 1 < hi => (lo, lo_seq) = (guess + 1, next.seq),
+                    _ => {}
+                }
+            } else {
+                (hi, hi_seq) = (guess, g.seq);
+            }
+        }
+        // Bisection over what is left.
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if self.get(mid)?.seq <= target {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        self.get(lo)
     }
 
     /// The last entry at an offset `<= target`.
@@ -154,36 +198,66 @@ impl SegmentIndex {
         n.checked_sub(1).and_then(|i| self.get(i))
     }
 
-    /// Encodes the index file for the records `cov` describes (entries the
-    /// writer added past `cov.end` meanwhile are left out). `live`: the
-    /// coverage includes records not durable yet (see `LiveMark`).
-    pub(crate) fn encode_file(&self, channel_id: u64, cov: Coverage, live: Option<LiveMark>) -> Vec<u8> {
-        let n = self.partition_point(|e| e.offset < cov.end);
-        let mut out = Vec::with_capacity(IDX_HEADER_LEN + n * IDX_ENTRY_LEN);
-        out.extend_from_slice(IDX_MAGIC);
-        out.extend_from_slice(&IDX_VERSION.to_le_bytes());
-        out.extend_from_slice(&(IDX_ENTRY_LEN as u16).to_le_bytes());
-        let flags = if live.is_some() { FLAG_LIVE } else { 0 };
-        out.extend_from_slice(&flags.to_le_bytes());
-        out.extend_from_slice(&channel_id.to_le_bytes());
-        out.extend_from_slice(&self.base.to_le_bytes());
-        out.extend_from_slice(&(cov.end as u64).to_le_bytes());
-        out.extend_from_slice(&cov.next_seq.to_le_bytes());
-        out.extend_from_slice(&cov.last_timestamp.to_le_bytes());
-        out.extend_from_slice(&(n as u32).to_le_bytes());
-        out.resize(64, 0);
-        let mark = live.unwrap_or_default();
-        out.extend_from_slice(&mark.boot_id.to_le_bytes());
-        out.extend_from_slice(&mark.device.to_le_bytes());
-        out.extend_from_slice(&mark.inode.to_le_bytes());
-        out.resize(IDX_HEADER_LEN, 0);
-        for e in (0..n).filter_map(|i| self.get(i)) {
+    /// How many entries describe the records `cov` covers (entries the
+    /// writer added past `cov.end` meanwhile are left out).
+    pub(crate) fn entries_within(&self, cov: Coverage) -> usize {
+        self.partition_point(|e| e.offset < cov.end)
+    }
+
+    /// The on-disk form of entries `from..to`.
+    pub(crate) fn encode_entries(&self, from: usize, to: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(to.saturating_sub(from) * IDX_ENTRY_LEN);
+        for e in (from..to).filter_map(|i| self.get(i)) {
             out.extend_from_slice(&((e.seq - self.base) as u32).to_le_bytes());
             out.extend_from_slice(&(e.offset as u32).to_le_bytes());
             out.extend_from_slice(&e.timestamp.to_le_bytes());
         }
-        let crc = idx_crc(&out);
+        out
+    }
+
+    /// The header of an index file with `count` entries whose bytes have
+    /// CRC `entries_crc`, for the records `cov` describes. `live`: the
+    /// coverage includes records not durable yet (see `LiveMark`).
+    pub(crate) fn encode_header(
+        &self,
+        channel_id: u64,
+        cov: Coverage,
+        live: Option<LiveMark>,
+        count: usize,
+        entries_crc: u32,
+    ) -> [u8; IDX_HEADER_LEN] {
+        let mut out = [0u8; IDX_HEADER_LEN];
+        out[0..8].copy_from_slice(IDX_MAGIC);
+        out[8..10].copy_from_slice(&IDX_VERSION.to_le_bytes());
+        out[10..12].copy_from_slice(&(IDX_ENTRY_LEN as u16).to_le_bytes());
+        let flags = if live.is_some() { FLAG_LIVE } else { 0 };
+        out[12..16].copy_from_slice(&flags.to_le_bytes());
+        out[16..24].copy_from_slice(&channel_id.to_le_bytes());
+        out[24..32].copy_from_slice(&self.base.to_le_bytes());
+        out[32..40].copy_from_slice(&(cov.end as u64).to_le_bytes());
+        out[40..48].copy_from_slice(&cov.next_seq.to_le_bytes());
+        out[48..56].copy_from_slice(&cov.last_timestamp.to_le_bytes());
+        out[56..60].copy_from_slice(&(count as u32).to_le_bytes());
+        let mark = live.unwrap_or_default();
+        out[64..80].copy_from_slice(&mark.boot_id.to_le_bytes());
+        out[80..88].copy_from_slice(&mark.device.to_le_bytes());
+        out[88..96].copy_from_slice(&mark.inode.to_le_bytes());
+        out[96..100].copy_from_slice(&entries_crc.to_le_bytes());
+        let crc = header_crc(&out);
         out[60..64].copy_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    /// The whole index file for the records `cov` describes (what a
+    /// segment writes in steps, in one piece).
+    #[cfg(any(test, feature = "fuzz"))]
+    pub(crate) fn encode_file(&self, channel_id: u64, cov: Coverage, live: Option<LiveMark>) -> Vec<u8> {
+        let n = self.entries_within(cov);
+        let entries = self.encode_entries(0, n);
+        let header = self.encode_header(channel_id, cov, live, n, crc32fast::hash(&entries));
+        let mut out = Vec::with_capacity(IDX_HEADER_LEN + entries.len());
+        out.extend_from_slice(&header);
+        out.extend_from_slice(&entries);
         out
     }
 }
@@ -208,11 +282,21 @@ pub(crate) struct LiveMark {
     pub inode: u64,
 }
 
-/// The checksum: bytes 0..60, then everything from byte 64 on.
-fn idx_crc(file: &[u8]) -> u32 {
+/// Version 1's checksum: bytes 0..60, then everything from byte 64 on.
+fn v1_crc(file: &[u8]) -> u32 {
     let mut h = crc32fast::Hasher::new();
     h.update(file.get(..60).unwrap_or(file));
     h.update(file.get(64..).unwrap_or(&[]));
+    h.finalize()
+}
+
+/// Version 2's header checksum: bytes 0..60 and 64..128. The entries have
+/// their own (at +96), so that new entries can be appended and the header
+/// rewritten without reading back what is already in the file.
+fn header_crc(file: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(file.get(..60).unwrap_or(file));
+    h.update(file.get(64..IDX_HEADER_LEN).unwrap_or(&[]));
     h.finalize()
 }
 
@@ -276,7 +360,14 @@ pub(crate) fn decode_file(bytes: &[u8], want: &IndexExpectation) -> Result<Decod
     if count > want.capacity as u64 || bytes.len() as u64 != header_len as u64 + count * IDX_ENTRY_LEN as u64 {
         return Err("entry count does not match the file length".into());
     }
-    if u32_at(bytes, 60) != Some(idx_crc(bytes)) {
+    let crc_ok = match version {
+        1 => u32_at(bytes, 60) == Some(v1_crc(bytes)),
+        _ => {
+            u32_at(bytes, 60) == Some(header_crc(bytes))
+                && u32_at(bytes, 96) == bytes.get(header_len..).map(crc32fast::hash)
+        }
+    };
+    if !crc_ok {
         return Err("checksum mismatch".into());
     }
     let index = SegmentIndex::new(want.base, want.capacity);
@@ -348,6 +439,45 @@ mod tests {
         assert_eq!(idx.floor_before_time(1000), None);
         assert_eq!(idx.floor_before_time(1001).map(|e| e.seq), Some(100));
         assert_eq!(idx.floor_before_time(1006).map(|e| e.seq), Some(110));
+    }
+
+    /// The interpolating search agrees with a plain bisection on uneven
+    /// spacings (runs of tiny and huge records, single entries, gaps).
+    #[test]
+    fn floor_seq_matches_bisection_on_uneven_spacing() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut rnd = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for round in 0..200 {
+            let len = 1 + rnd(3000) as usize;
+            let idx = SegmentIndex::new(1000, len);
+            let mut seq = 1000 + rnd(5);
+            for i in 0..len {
+                assert!(idx.push(IndexEntry {
+                    seq,
+                    offset: 128 + i * 64,
+                    timestamp: i as u64,
+                }));
+                // Mostly even steps, sometimes a burst or a long gap.
+                seq += match rnd(10) {
+                    0 => 1,
+                    1 => 1 + rnd(100_000),
+                    _ => 8 + rnd(3),
+                };
+            }
+            for _ in 0..300 {
+                let target = 990 + rnd(seq - 980);
+                let want = idx
+                    .partition_point(|e| e.seq <= target)
+                    .checked_sub(1)
+                    .and_then(|i| idx.get(i));
+                assert_eq!(idx.floor_seq(target), want, "round {round}, target {target}");
+            }
+        }
     }
 
     #[test]

@@ -78,9 +78,13 @@ fn index_pointing_at_the_wrong_record_is_found() {
     assert_eq!(u16::from_le_bytes([b[8], b[9]]), 2, "index version");
     let entries = 128;
     b[entries + 16 + 4] = b[entries + 16 + 4].wrapping_add(8);
+    // Both checksums made to match: the entries' (at 96), then the
+    // header's (at 60, over bytes 0..60 and 64..128).
+    let entries_crc = crc32fast::hash(&b[entries..]);
+    b[96..100].copy_from_slice(&entries_crc.to_le_bytes());
     let mut h = crc32fast::Hasher::new();
     h.update(&b[..60]);
-    h.update(&b[64..]);
+    h.update(&b[64..entries]);
     let crc = h.finalize();
     b[60..64].copy_from_slice(&crc.to_le_bytes());
     fs::write(&idx, b).unwrap();

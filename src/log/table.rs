@@ -6,6 +6,7 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::{Mutex, RwLock};
@@ -17,6 +18,13 @@ use crate::segment::Segment;
 /// Sealed segments kept open per channel; older ones are closed (a
 /// `Message` still holding one keeps its mapping alive).
 pub(crate) const MAX_OPEN_SEALED: usize = 8;
+/// More may stay open while together they map at most this much (eight
+/// full-size segments at the default size): segments start small and
+/// grow, and a channel's first dozen small ones must not push its large
+/// ones out.
+const OPEN_SEALED_BYTES: usize = 8 * (64 << 20);
+/// Never more than this many open, whatever their size.
+pub(crate) const MAX_OPEN_SEALED_ANY_SIZE: usize = 64;
 
 /// One segment file, open or not.
 pub(super) struct SegmentEntry {
@@ -24,6 +32,8 @@ pub(super) struct SegmentEntry {
     pub path: PathBuf,
     open: RwLock<Option<Arc<Segment>>>,
     opening: Mutex<()>,
+    /// Read since the last eviction pass looked at it: spared once.
+    used: AtomicBool,
     /// The seal, once known: kept after the segment is closed, so that
     /// retention need not open it again.
     seal: OnceLock<Slot>,
@@ -36,6 +46,7 @@ impl SegmentEntry {
             path,
             open: RwLock::new(None),
             opening: Mutex::new(()),
+            used: AtomicBool::new(false),
             seal: OnceLock::new(),
         })
     }
@@ -148,6 +159,11 @@ impl SegmentTable {
         open: impl FnOnce() -> Result<(Arc<Segment>, Slot)>,
     ) -> Result<Arc<Segment>> {
         if let Some(seg) = entry.segment() {
+            // Checked first: a segment read all the time is not written
+            // to all the time.
+            if !entry.used.load(Ordering::Relaxed) {
+                entry.used.store(true, Ordering::Relaxed);
+            }
             return Ok(seg);
         }
         let _guard = entry.opening.lock();
@@ -161,19 +177,31 @@ impl SegmentTable {
         Ok(seg)
     }
 
-    /// Counts a sealed, open segment against `MAX_OPEN_SEALED`, closing the
-    /// least recently opened one past it.
+    /// Counts a sealed, open segment against the open budget, closing the
+    /// least recently opened ones past it (a segment read since the last
+    /// pass is spared once: second chance).
     pub(super) fn track_sealed(&self, entry: &Arc<SegmentEntry>) {
-        let evicted = {
+        let mut evicted = Vec::new();
+        {
             let mut open = self.open_sealed.lock();
             open.push_back(Arc::clone(entry));
-            if open.len() > MAX_OPEN_SEALED {
-                open.pop_front()
-            } else {
-                None
+            let bytes = |open: &VecDeque<Arc<SegmentEntry>>| -> usize {
+                open.iter().filter_map(|e| e.segment()).map(|s| s.region.len()).sum()
+            };
+            let mut spared = 0;
+            while open.len() > MAX_OPEN_SEALED
+                && (open.len() > MAX_OPEN_SEALED_ANY_SIZE || bytes(&open) > OPEN_SEALED_BYTES)
+            {
+                let Some(oldest) = open.pop_front() else { break };
+                if spared < open.len() && oldest.used.swap(false, Ordering::Relaxed) {
+                    spared += 1;
+                    open.push_back(oldest);
+                    continue;
+                }
+                evicted.push(oldest);
             }
-        };
-        if let Some(old) = evicted {
+        }
+        for old in evicted {
             *old.open.write() = None;
         }
     }

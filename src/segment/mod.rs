@@ -10,10 +10,11 @@ use crate::env::Env;
 use crate::error::{Error, IoOp, Result};
 use crate::format::frame::{segment_seed, FrameCursor, FrameHeader, FrameKind, SegmentBytes, FRAME_HEADER_LEN};
 use crate::format::segment::{index_file_name, segment_file_name, FixedHeader, Slot, SEGMENT_HEADER_LEN};
-use crate::index::{Coverage, LiveMark, SegmentIndex};
+use crate::index::{Coverage, LiveMark, SegmentIndex, IDX_ENTRY_LEN, IDX_HEADER_LEN};
 use crate::mmap::{HeaderToken, RecordsToken, Region};
 use crate::slots::SlotWriter;
 use crate::storage::Storage;
+use parking_lot::Mutex;
 
 /// A mapped segment. Readers share it through `Arc`; the mapping lives as
 /// long as any `Message` taken from it.
@@ -28,6 +29,16 @@ pub(crate) struct Segment {
     /// Records below this offset were validated (written by this process or
     /// checked by a scan); reads above it verify the CRC.
     trusted_end: AtomicUsize,
+    /// What this process wrote of the index file, so the next write appends.
+    index_file: Mutex<IndexFileWriter>,
+}
+
+/// The part of a segment's index file this process wrote: `entries`
+/// entries, whose bytes have the running CRC `crc`. `None` until the first
+/// write, which writes the whole file (whatever was there before).
+#[derive(Default)]
+struct IndexFileWriter {
+    written: Option<(usize, crc32fast::Hasher)>,
 }
 
 impl std::fmt::Debug for Segment {
@@ -214,6 +225,7 @@ impl Segment {
             index,
             index_from_disk: from_disk,
             trusted_end: AtomicUsize::new(SEGMENT_HEADER_LEN),
+            index_file: Mutex::new(IndexFileWriter::default()),
         }
     }
 
@@ -371,8 +383,7 @@ impl Segment {
     /// derived data, so it is not synced: a torn or missing index is
     /// detected and rebuilt.
     pub(crate) fn write_index_file(&self, storage: &Storage, channel_id: u64, cov: Coverage) -> Result<()> {
-        let path = self.path.with_file_name(index_file_name(self.base));
-        storage.write_file(&path, &self.index.encode_file(channel_id, cov, None))
+        self.write_index(storage, channel_id, cov, None)
     }
 
     /// Writes a live checkpoint of the index: its coverage includes records
@@ -386,7 +397,104 @@ impl Segment {
             device,
             inode,
         };
+        self.write_index(storage, channel_id, cov, Some(mark))
+    }
+
+    /// Writes the index file: after this process's first write, only the
+    /// entries added since and the header (docs/format.md, sparse index).
+    fn write_index(&self, storage: &Storage, channel_id: u64, cov: Coverage, live: Option<LiveMark>) -> Result<()> {
         let path = self.path.with_file_name(index_file_name(self.base));
-        storage.write_file(&path, &self.index.encode_file(channel_id, cov, Some(mark)))
+        let n = self.index.entries_within(cov);
+        let mut w = self.index_file.lock();
+        // A failure leaves the file in an unknown state: the next write
+        // starts over.
+        let (from, mut crc) = match w.written.take() {
+            Some((done, crc)) if done <= n => (done, crc),
+            _ => (0, crc32fast::Hasher::new()),
+        };
+        let entries = self.index.encode_entries(from, n);
+        crc.update(&entries);
+        let header = self
+            .index
+            .encode_header(channel_id, cov, live, n, crc.clone().finalize());
+        if from == 0 {
+            let mut file = Vec::with_capacity(IDX_HEADER_LEN + entries.len());
+            file.extend_from_slice(&header);
+            file.extend_from_slice(&entries);
+            storage.write_file(&path, &file)?;
+        } else {
+            storage.write_at(&path, (IDX_HEADER_LEN + from * IDX_ENTRY_LEN) as u64, &entries)?;
+            storage.write_at(&path, 0, &header)?;
+        }
+        w.written = Some((n, crc));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::{decode_file, IndexEntry, IndexExpectation};
+    use crate::sim::SimStorage;
+    use crate::Options;
+
+    /// Index files written in steps (entries appended, header rewritten)
+    /// are byte for byte the file written in one piece, and decode.
+    #[test]
+    fn index_file_written_in_steps_equals_the_whole_file() {
+        let sim = SimStorage::new();
+        let opts = Options::default().simulated(&sim);
+        let storage = opts.storage_backend().clone();
+        let dir = Path::new("/s/channels/1");
+        storage.create_dir_all(dir).expect("dir");
+        let env = Env::new("/s".into(), opts, storage.clone(), false);
+        let seg = Segment::create(&env, dir, 1, 10, 1 << 20, None)
+            .expect("segment")
+            .segment;
+        let mut offset = SEGMENT_HEADER_LEN;
+        let cov = |n: u64, offset: usize| Coverage {
+            end: offset,
+            next_seq: 10 + n,
+            last_timestamp: n,
+        };
+        let idx = seg.path.with_file_name(index_file_name(10));
+        for step in 0..5u64 {
+            for i in 0..(3 + step * 7) {
+                let seq = seg.index.last().map_or(10, |e| e.seq + 1);
+                assert!(seg.index.push(IndexEntry {
+                    seq,
+                    offset,
+                    timestamp: seq - 10,
+                }));
+                offset += 64 + i as usize;
+            }
+            let n = seg.index.len() as u64;
+            let c = cov(n, offset);
+            if step % 2 == 0 {
+                seg.write_live_index_file(&storage, 1, c).expect("live");
+            } else {
+                seg.write_index_file(&storage, 1, c).expect("durable");
+            }
+            let got = storage.read_file(&idx, 1 << 20).expect("read");
+            let live = (step % 2 == 0).then(|| {
+                let (device, inode) = storage.file_id(&seg.path).expect("id");
+                LiveMark {
+                    boot_id: storage.boot_id(),
+                    device,
+                    inode,
+                }
+            });
+            assert_eq!(got, seg.index.encode_file(1, c, live), "step {step}");
+            let want = IndexExpectation {
+                channel_id: 1,
+                base: 10,
+                records_start: SEGMENT_HEADER_LEN,
+                segment_len: 1 << 20,
+                capacity: seg.index.capacity(),
+                sealed_at: None,
+            };
+            let (back, back_cov, back_live) = decode_file(&got, &want).expect("decodes");
+            assert_eq!((back.len() as u64, back_cov, back_live), (n, c, live));
+        }
     }
 }

@@ -118,6 +118,12 @@ impl Storage {
         dispatch!(self, s => s.write_file(path, data)).map_err(|e| Error::io(IoOp::Write, path, e))
     }
 
+    /// Writes `data` at `offset` of `path` (created if missing), without
+    /// truncating it (not synced).
+    pub(crate) fn write_at(&self, path: &Path, offset: u64, data: &[u8]) -> Result<()> {
+        dispatch!(self, s => s.write_at(path, offset, data)).map_err(|e| Error::io(IoOp::Write, path, e))
+    }
+
     /// fdatasync of a file's data and size.
     pub(crate) fn sync_file(&self, path: &Path) -> Result<()> {
         dispatch!(self, s => s.sync_file(path)).map_err(|e| Error::io(IoOp::SyncFile, path, e))

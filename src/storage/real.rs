@@ -87,6 +87,16 @@ impl RealStorage {
         File::open(path)?.sync_data()
     }
 
+    pub(crate) fn write_at(&self, path: &Path, offset: u64, data: &[u8]) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?
+            .write_all_at(data, offset)
+    }
+
     pub(crate) fn extend_file(&self, path: &Path, len: u64) -> io::Result<()> {
         let file = OpenOptions::new().write(true).open(path)?;
         if file.metadata()?.len() < len {

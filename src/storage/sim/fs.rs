@@ -192,6 +192,33 @@ impl SimInner {
         Ok(())
     }
 
+    pub(crate) fn write_at(&self, path: &Path, offset: u64, data: &[u8]) -> io::Result<()> {
+        let mut st = self.state.lock();
+        st.step()?;
+        let at = usize::try_from(offset).map_err(io::Error::other)?;
+        let end = at
+            .checked_add(data.len())
+            .ok_or_else(|| io::Error::other("offset overflow"))?;
+        let id = match st.file_id(path) {
+            Ok(id) => id,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => st.new_file(path, Vec::new())?,
+            Err(e) => return Err(e),
+        };
+        let old = st.inodes.get(&id).map_or(0, |i| i.live_len());
+        st.check_space((end as u64).saturating_sub(old as u64))?;
+        let inode = st.inodes.get_mut(&id).ok_or_else(|| not_found(path))?;
+        if let Live::Mapped(_) = &inode.live {
+            return Err(io::Error::other("simulated file is mapped"));
+        }
+        let mut bytes = inode.live_bytes();
+        if bytes.len() < end {
+            bytes.resize(end, 0);
+        }
+        bytes[at..end].copy_from_slice(data);
+        inode.live = Live::Bytes(bytes);
+        Ok(())
+    }
+
     pub(crate) fn extend_file(&self, path: &Path, len: u64) -> io::Result<()> {
         let mut st = self.state.lock();
         st.step()?;

@@ -105,7 +105,11 @@ pub(crate) fn log_seed(store_id: u128, generation: u64) -> u32 {
 
 /// The version of a log file, from its first bytes (`None`: not a log).
 pub(crate) fn version_of(bytes: &[u8]) -> Option<u16> {
-    (bytes.get(..8) == Some(MAGIC.as_slice())).then(|| u16::from_le_bytes([bytes[8], bytes[9]]))
+    if bytes.get(..8) != Some(MAGIC.as_slice()) {
+        return None;
+    }
+    // The magic alone (a log cut after 8 or 9 bytes) names no version.
+    bytes.get(8..10).map(|v| u16::from_le_bytes([v[0], v[1]]))
 }
 
 /// Plain subscriber or queue group.
@@ -310,6 +314,17 @@ pub(crate) fn decode_v1(bytes: &[u8], path: &Path) -> Result<Decoded> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn version_probe_never_reads_past_the_end() {
+        let mut b = MAGIC.to_vec();
+        assert_eq!(version_of(&b), None, "magic only");
+        b.push(2);
+        assert_eq!(version_of(&b), None, "magic and one byte");
+        b.push(0);
+        assert_eq!(version_of(&b), Some(2));
+        assert_eq!(version_of(b"SPOOLSU"), None);
+    }
 
     fn sample() -> Vec<LogRecord> {
         vec![

@@ -162,6 +162,12 @@ impl Catalog {
         self.data.lock().clone()
     }
 
+    /// Runs `f` on the current content while no change can be written, so
+    /// that what `f` reads of the files matches it (the integrity check).
+    pub(crate) fn with_current<R>(&self, f: impl FnOnce(&CatalogData) -> R) -> R {
+        f(&self.data.lock())
+    }
+
     /// The store's identity.
     pub(crate) fn store_id(&self) -> u128 {
         self.data.lock().store_id

@@ -25,6 +25,16 @@ const PUBLISH_STEP: usize = 64;
 /// past that the writer seals them itself.
 pub(super) const MAX_PENDING_SEALS: usize = 2;
 
+/// Under `SyncPolicy::Never` nothing needs a rolled segment durable until
+/// the next sync (which seals first), so sealing waits for it: an msync
+/// write-protects every page the writer stored to, and the TLB shootdowns
+/// that costs interrupt the writer (a third of append throughput here).
+/// Up to this many bytes of rolled segments wait; past it the worker seals
+/// them, so that an open after a power loss has a bounded tail to check.
+pub(super) const LAZY_SEAL_BYTES: usize = 512 << 20;
+/// And at most this many segments (each holds a mapping).
+pub(super) const LAZY_SEALS: usize = 32;
+
 impl Log {
     /// Appends `payloads` with contiguous seqs and one timestamp; returns
     /// their range. Under `SyncPolicy::Always` returns once they are
@@ -223,12 +233,10 @@ impl Log {
             let Some(log) = me.upgrade() else { return };
             // Not over the durable index file a seal writes.
             let _one_at_a_time = log.sealing.lock();
-            let active = log
-                .state
-                .lock()
-                .active
-                .as_ref()
-                .is_some_and(|a| Arc::ptr_eq(&a.seg, &seg));
+            let active = {
+                let st = log.state.lock();
+                st.phase == Phase::Open && st.active.as_ref().is_some_and(|a| Arc::ptr_eq(&a.seg, &seg))
+            };
             if active {
                 // Derived data: a failure only means a longer scan at open.
                 let _ = seg.write_live_index_file(&log.env.storage, log.id, cov);
@@ -237,10 +245,19 @@ impl Log {
     }
 
     /// After a roll, with the state lock released: seals what was rolled
-    /// away from and prepares the next file, off the writer's path (in this
-    /// thread without a worker).
+    /// away from (under `Never`, only once `LAZY_SEAL_BYTES` wait; until
+    /// then it writes their final live index checkpoint, so that an open
+    /// after a process crash need not scan them) and prepares the next
+    /// file, off the writer's path (in this thread without a worker).
     fn after_roll(&self) {
-        if self.state.lock().sealing.len() > MAX_PENDING_SEALS {
+        let lazy = self.env.opts.get_sync_policy() == SyncPolicy::Never;
+        let (count, bytes) = self.pending_seals();
+        let behind = if lazy {
+            bytes > 2 * LAZY_SEAL_BYTES || count > 2 * LAZY_SEALS
+        } else {
+            count > MAX_PENDING_SEALS
+        };
+        if behind {
             // The worker is behind: this writer seals itself rather than let
             // rolled segments (mappings, indexes) pile up.
             let _ = self.settle();
@@ -248,10 +265,47 @@ impl Log {
         let me = self.me.clone();
         self.env.background(move || {
             if let Some(log) = me.upgrade() {
-                // A failure is sticky in the store; nothing more to do here.
-                let _ = log.settle();
+                let (count, bytes) = log.pending_seals();
+                if lazy && bytes <= LAZY_SEAL_BYTES && count <= LAZY_SEALS {
+                    log.checkpoint_pending();
+                } else {
+                    // A failure is sticky in the store; nothing more to do.
+                    let _ = log.settle();
+                }
                 log.prepare_next();
             }
         });
+    }
+
+    /// How many rolled segments wait for their seal, and their bytes.
+    pub(super) fn pending_seals(&self) -> (usize, usize) {
+        let st = self.state.lock();
+        (st.sealing.len(), st.sealing.iter().map(|s| s.active.offset).sum())
+    }
+
+    /// Writes a live index checkpoint covering every record of each rolled
+    /// segment still waiting for its seal (derived data: a failure only
+    /// means a longer scan at open).
+    fn checkpoint_pending(&self) {
+        let _one_at_a_time = self.sealing.lock();
+        let pending: Vec<(Arc<Segment>, Coverage)> = {
+            let st = self.state.lock();
+            if st.phase != Phase::Open {
+                // Deleted (its directory is going) or closing (close seals).
+                return;
+            }
+            st.sealing
+                .iter()
+                .map(|s| {
+                    (
+                        Arc::clone(&s.active.seg),
+                        s.active.coverage(s.next_seq, s.last_timestamp),
+                    )
+                })
+                .collect()
+        };
+        for (seg, cov) in pending {
+            let _ = seg.write_live_index_file(&self.env.storage, self.id, cov);
+        }
     }
 }

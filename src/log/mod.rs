@@ -125,7 +125,10 @@ impl Log {
             id,
             name: name.to_string(),
             dir,
-            state: Mutex::new(LogState::new(rec.next_seq, rec.last_timestamp, rec.active, next_len)),
+            state: Mutex::new(LogState {
+                sealing: rec.pending.into(),
+                ..LogState::new(rec.next_seq, rec.last_timestamp, rec.active, next_len)
+            }),
             table: SegmentTable::new(rec.entries),
             first_seq: AtomicU64::new(rec.first_seq),
             last_seq: AtomicU64::new(last),
@@ -263,7 +266,8 @@ mod tests {
             for _ in 0..N {
                 ch.publish(&payload).expect("publish");
             }
-            let pending = super::append::MAX_PENDING_SEALS + 1;
+            // Under `Never` rolled segments wait for their seal (bounded).
+            let pending = 2 * super::append::LAZY_SEALS + 1;
             assert!(ch.log().table.open_count() <= MAX_OPEN + 1 + pending);
             store.close().expect("close");
         }

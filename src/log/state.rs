@@ -177,6 +177,11 @@ impl Active {
     }
 
     /// What the records written so far cover, for an index file.
+    /// The seq after the records its newest slot says are durable.
+    pub(super) fn durable_next(&self) -> u64 {
+        self.slots.written().next_seq
+    }
+
     pub(super) fn coverage(&self, next_seq: u64, last_timestamp: u64) -> Coverage {
         Coverage {
             end: self.offset,

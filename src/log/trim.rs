@@ -23,6 +23,21 @@ impl Log {
     /// nothing would change, or when a segment could not be read (that
     /// pass keeps everything).
     pub(crate) fn plan_retention(&self, limits: &Limits, now_ns: u64) -> Result<Option<TrimPlan>> {
+        let plan = self.plan_retention_once(limits, now_ns)?;
+        // Segments waiting for their seal (see `LAZY_SEAL_BYTES`) cannot be
+        // removed: when the limits reach past one, it is sealed now.
+        let waiting = plan.is_some_and(|p| {
+            let st = self.state.lock();
+            st.sealing.front().is_some_and(|s| s.next_seq <= p.0.first_seq)
+        });
+        if waiting {
+            self.settle()?;
+            return self.plan_retention_once(limits, now_ns);
+        }
+        Ok(plan)
+    }
+
+    fn plan_retention_once(&self, limits: &Limits, now_ns: u64) -> Result<Option<TrimPlan>> {
         let snapshot = self.table.snapshot();
         let summaries = self.summaries(&snapshot)?;
         let first = self.first_seq();

@@ -90,20 +90,23 @@ impl StoreShared {
     fn verify_catalog(&self, report: &mut VerifyReport) {
         use crate::catalog::{BACKUP_FILE, CATALOG_FILE};
         use crate::format::catalog::{decode, MAX_CATALOG_BYTES};
-        let current = self.catalog.snapshot();
-        for name in [CATALOG_FILE, BACKUP_FILE] {
-            let path = self.env.root.join(name);
-            let decoded = self
-                .env
-                .storage
-                .read_file(&path, MAX_CATALOG_BYTES)
-                .and_then(|b| decode(&b, &path));
-            match decoded {
-                Ok(d) if d == current => {}
-                Ok(_) if name == BACKUP_FILE => report.note(&path, None, "the backup is not the current catalog"),
-                Ok(_) => report.problem(&path, None, "differs from the catalog in use"),
-                Err(e) => report.problem(&path, None, e.to_string()),
+        // Under the catalog's lock: a change being written would otherwise
+        // show as a difference.
+        self.catalog.with_current(|current| {
+            for name in [CATALOG_FILE, BACKUP_FILE] {
+                let path = self.env.root.join(name);
+                let decoded = self
+                    .env
+                    .storage
+                    .read_file(&path, MAX_CATALOG_BYTES)
+                    .and_then(|b| decode(&b, &path));
+                match decoded {
+                    Ok(d) if &d == current => {}
+                    Ok(_) if name == BACKUP_FILE => report.note(&path, None, "the backup is not the current catalog"),
+                    Ok(_) => report.problem(&path, None, "differs from the catalog in use"),
+                    Err(e) => report.problem(&path, None, e.to_string()),
+                }
             }
-        }
+        });
     }
 }

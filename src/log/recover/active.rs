@@ -8,7 +8,7 @@ use super::scan::{chains_to, scan, zero_stale_tail, Known, Scan, ScanStart};
 use crate::env::Env;
 use crate::error::{Error, IoOp, Result};
 use crate::format::frame::frame_len;
-use crate::format::segment::{Slot, SLOT_OFFSETS};
+use crate::format::segment::{index_file_name, Slot, SLOT_OFFSETS};
 use crate::index::SegmentIndex;
 use crate::mmap::RecordsToken;
 use crate::mmap::MAX_STAGED;
@@ -33,11 +33,29 @@ pub(super) enum Last {
     Sealed(Slot),
 }
 
-/// Scans the last segment after the part its index file covers, so that
-/// open time follows the unindexed tail, not the segment size. Gives the
-/// segment back (with an empty index) when there is no usable index file
-/// or it does not fit the segment; the caller then scans everything.
-fn scan_after_index(
+/// Scans the last segment (or an unsealed one before it) after the part
+/// its index file covers, so that open time follows the unindexed tail,
+/// not the segment size. Gives the segment back (with an empty index) when
+/// there is no usable index file or it does not fit the segment; the
+/// caller then scans everything, and the unusable file (derived data, now
+/// misleading) is removed.
+pub(super) fn scan_after_index(
+    env: &Env,
+    channel_id: u64,
+    seg: Segment,
+    records: &mut RecordsToken,
+    known: Known,
+) -> std::result::Result<(Segment, Scan), Segment> {
+    let assisted = scan_after_index_file(env, channel_id, seg, records, known);
+    if let Err(seg) = &assisted {
+        let _ = env
+            .storage
+            .remove_file(&seg.path.with_file_name(index_file_name(seg.base)));
+    }
+    assisted
+}
+
+fn scan_after_index_file(
     env: &Env,
     channel_id: u64,
     seg: Segment,

@@ -10,7 +10,9 @@
 //! removed).
 
 use std::path::Path;
+use std::sync::Arc;
 
+use super::super::state::{Active, Sealing};
 use super::open::{open_rw, OpenedRw};
 use super::scan::{scan, Known, ScanStart};
 use crate::catalog::Catalog;
@@ -28,6 +30,10 @@ pub(super) enum Link {
     /// lazily like one; `gap`: seqs it can no longer hold before the next
     /// segment, for a gap segment.
     Repaired { gap: Option<(u64, u64)> },
+    /// Unsealed, and its records end exactly where the next segment
+    /// starts: it waits for its seal (the next sync seals it first), as if
+    /// the writer had just rolled away from it. Nothing is written at open.
+    Pending(Sealing),
     /// Its records end before the next segment starts: it is the last
     /// segment now, and every later one must go.
     Torn,
@@ -94,21 +100,36 @@ pub(super) fn recover_link(
     if header_lost && env.opts.get_recovery_mode() != crate::options::RecoveryMode::Repair {
         return Err(super::active::header_lost_error(path));
     }
+    let repair = env.opts.get_recovery_mode() == crate::options::RecoveryMode::Repair;
     let durable = slot.unwrap_or_else(|| Slot::empty(base));
     let known = Known {
         look_past: super::active::look_past(env, header_lost),
         ..Known::new(durable, durable_seq)
     };
-    let limit = seg.region.len();
-    let scanned = scan(
-        env,
-        &seg,
-        &mut records,
-        known,
-        limit,
-        ScanStart::first_record(base),
-        report,
-    )?;
+    // Its index file (the final live checkpoint written after the roll, on
+    // this boot) spares the scan of what it covers.
+    let assisted = if repair {
+        Err(seg)
+    } else {
+        super::active::scan_after_index(env, channel_id, seg, &mut records, known)
+    };
+    let (seg, scanned) = match assisted {
+        Ok(found) => found,
+        Err(seg) => {
+            let limit = seg.region.len();
+            let scanned = scan(
+                env,
+                &seg,
+                &mut records,
+                known,
+                limit,
+                ScanStart::first_record(base),
+                report,
+            )?;
+            seg.trust_up_to(scanned.end);
+            (seg, scanned)
+        }
+    };
     if scanned.next_seq != next_base {
         if scanned.next_seq > next_base {
             return Err(Error::corrupt(
@@ -122,9 +143,20 @@ pub(super) fn recover_link(
         }
         return Ok(Link::Torn);
     }
-    // The writer rolled here: seal it, after the catalog records it.
+    // The writer rolled here.
     let end = scanned.end;
     let mut slots = super::open::ensure_slot(&seg, slots, slot)?;
+    if !repair {
+        // Sealed by the next sync, like a segment the writer just left.
+        records.publish(end).map_err(Error::io_at(IoOp::WriteRecords, path))?;
+        let active = Active::new(Arc::new(seg), records, slots, end, confirmed);
+        return Ok(Link::Pending(Sealing {
+            active,
+            next_seq: next_base,
+            last_timestamp: scanned.last_timestamp,
+        }));
+    }
+    // Repair seals it now, after the catalog records it.
     if let Some(catalog) = catalog.filter(|_| !confirmed) {
         seg.sync_created(env)?;
         catalog.confirm_segment(channel_id, base)?;

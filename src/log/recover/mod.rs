@@ -31,7 +31,7 @@ use crate::format::segment::{index_file_name, parse_index_name, parse_segment_na
 use crate::options::RecoveryMode;
 use crate::report::{ChannelRecovery, LostRange};
 
-use super::state::Active;
+use super::state::{Active, Sealing};
 use super::table::SegmentEntry;
 use active::{recover_last, Last};
 
@@ -49,6 +49,9 @@ pub(super) struct Recovered {
     /// Every seq up to this one is durable.
     pub durable_seq: u64,
     pub report: ChannelRecovery,
+    /// Segments before the last one left unsealed by a crash, in order:
+    /// they wait for their seal like segments the writer rolled away from.
+    pub pending: Vec<Sealing>,
 }
 
 /// Opens one channel directory: cleans leftovers, drops segments wholly
@@ -154,6 +157,7 @@ pub(super) fn recover(
         first_seq: first,
         durable_seq: first - 1,
         report: ChannelRecovery::default(),
+        pending: Vec::new(),
     };
     // The tail that a crash may have left unsealed: from the catalog's
     // newest segment on (every segment when it records none; only the last
@@ -246,6 +250,10 @@ pub(super) fn recover(
                         e.set_seal(seal);
                         entries.push(e);
                     }
+                    chain::Link::Pending(sealing) => {
+                        entries.push(SegmentEntry::opened(Arc::clone(&sealing.active.seg)));
+                        recovered.pending.push(sealing);
+                    }
                     chain::Link::Repaired { gap } => {
                         entries.push(SegmentEntry::closed(base, path));
                         if let Some((first, last)) = gap {
@@ -284,6 +292,12 @@ pub(super) fn recover(
         i += 1;
     }
     recovered.entries = entries;
+    if let Some(first) = recovered.pending.first() {
+        // Nothing past the first unsealed segment's durable part is known
+        // durable: a sync seals the waiting segments first.
+        let link_durable = first.active.durable_next().saturating_sub(1);
+        recovered.durable_seq = recovered.durable_seq.min(link_durable.max(durable_seq));
+    }
     let last = recovered.next_seq - 1;
     if last < durable_seq && durable_seq >= first {
         let why = format!(

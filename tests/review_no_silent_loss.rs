@@ -1,0 +1,314 @@
+//! Review 12: hostile tests against the "no silent loss" contract (see the
+//! issue: strict open serves exactly what was durable or fails with
+//! `Corrupt`; repair opens, keeps every intact record and reports exactly
+//! what was lost; the catalog refuses what cannot be). Each test is one
+//! finding and FAILS on the engine as reviewed; its comment says what it
+//! shows and which clause it breaks.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use spool::sim::SimStorage;
+use spool::{Error, Options, RecoveryMode, StartAt, Store, SyncPolicy};
+
+const ROOT: &str = "/store";
+
+fn opts(sim: &SimStorage) -> Options {
+    Options::default()
+        .segment_size(64 << 10)
+        .index_interval(256)
+        .max_payload(1024)
+        .sync_policy(SyncPolicy::Never)
+        .compact_interval(Duration::from_secs(3600))
+        .simulated(sim)
+}
+
+fn repair(sim: &SimStorage) -> Options {
+    opts(sim).recovery_mode(RecoveryMode::Repair)
+}
+
+fn p(root: &str, rel: &str) -> PathBuf {
+    Path::new(root).join(rel)
+}
+
+fn payload(seq: u64) -> Vec<u8> {
+    common::payload(7, seq)
+}
+
+fn publish(store: &Store, name: &str, n: u64) {
+    let ch = store.channel(name).unwrap();
+    for _ in 0..n {
+        let seq = ch.last_seq() + 1;
+        assert_eq!(ch.publish(&payload(seq)).unwrap(), seq);
+    }
+}
+
+fn describe(r: &spool::Result<Store>) -> String {
+    match r {
+        Ok(_) => "Ok".into(),
+        Err(e) => format!("Err({e})"),
+    }
+}
+
+// ----------------------------------------------------------------- finding 1
+
+/// A catalog rolled back to an older valid copy (here: the one written
+/// before channel `b` was created, e.g. a lost rename of `catalog.tmp` on a
+/// file system that reorders, or an operator restoring a file) makes strict
+/// open delete `b`'s directory as an "orphan" and succeed without `b`: 80
+/// durable messages and a durable subscriber commit on `b` are gone, with no
+/// error and nothing in the recovery report. Yet the directory `channels/2`
+/// has an id at or above the catalog's next id (2), which cannot be (ids are
+/// handed out by the catalog before the directory exists), and the
+/// subscribers log holds a durable commit naming channel 2. Breaks: strict
+/// never opens with "a channel gone"; "the catalog rejects what cannot be
+/// (ids at or above the high-water mark)".
+#[test]
+fn f1_rolled_back_catalog_silently_deletes_a_newer_channel() {
+    let sim = SimStorage::new();
+    let store = Store::open(ROOT, opts(&sim)).unwrap();
+    publish(&store, "a", 10);
+    store.close().unwrap();
+    let old_catalog = sim.read(p(ROOT, "catalog")).unwrap();
+
+    let store = Store::open(ROOT, opts(&sim)).unwrap();
+    publish(&store, "b", 80);
+    let b = store.channel("b").unwrap();
+    assert_eq!(b.id(), 2);
+    let s = b.subscribe("reader", StartAt::First).unwrap();
+    s.commit(60, b"sixty").unwrap();
+    store.close().unwrap();
+
+    sim.overwrite(p(ROOT, "catalog"), &old_catalog).unwrap();
+    let opened = Store::open(ROOT, opts(&sim));
+    match opened {
+        Err(Error::Corrupt { .. }) => {}
+        Ok(store) => {
+            let names = store.channel_names();
+            let b_dir_left = sim.list_all().iter().any(|x| x.starts_with(p(ROOT, "channels/2")));
+            panic!(
+                "strict open of a rolled-back catalog succeeded with channels {names:?} (b's 80 durable \
+                 messages and its subscriber commit gone; channels/2 still on disk: {b_dir_left}); report: {:?}",
+                store.recovery_report()
+            );
+        }
+        Err(e) => panic!("expected Corrupt, got {e}"),
+    }
+}
+
+// ----------------------------------------------------------------- finding 2
+
+/// Repair falling back to a `catalog.bak` that is one change behind (a
+/// crash between the two renames of `Catalog::save` leaves it so, and
+/// nothing but a repair rewrites it) deletes the directory of the channel
+/// created by that change: `channels/2` with 80 intact records is removed
+/// as an orphan (not set aside as `*.damaged`), and the report names no lost
+/// range for `b`, only "catalog restored". Breaks: repair "keeps every
+/// intact record", "never writes over a record that validates" (it deletes
+/// them) and "reports exactly what was lost (message ranges per channel)".
+#[test]
+fn f2_repair_from_older_backup_deletes_intact_channel_unreported() {
+    let sim = SimStorage::new();
+    let store = Store::open(ROOT, opts(&sim)).unwrap();
+    publish(&store, "a", 10);
+    store.close().unwrap();
+    let old_backup = sim.read(p(ROOT, "catalog.bak")).unwrap();
+
+    let store = Store::open(ROOT, opts(&sim)).unwrap();
+    publish(&store, "b", 80);
+    store.close().unwrap();
+
+    // The backup one change behind, the catalog damaged.
+    sim.overwrite(p(ROOT, "catalog.bak"), &old_backup).unwrap();
+    let mut cat = sim.read(p(ROOT, "catalog")).unwrap();
+    cat[20] ^= 0x40;
+    sim.overwrite(p(ROOT, "catalog"), &cat).unwrap();
+
+    let store = Store::open(ROOT, repair(&sim)).expect("repair opens");
+    let r = store.recovery_report();
+    let b_reported = r.channels.iter().any(|c| c.name == "b" && !c.lost.is_empty());
+    let b_files: Vec<PathBuf> = sim
+        .list_all()
+        .into_iter()
+        .filter(|x| x.starts_with(p(ROOT, "channels/2")))
+        .collect();
+    assert!(
+        store.channel_names().contains(&"b".to_string()) || (b_reported && !b_files.is_empty()),
+        "repair dropped channel b (80 intact records) without a lost range and left {b_files:?} of its files; \
+         report: catalog_restored={:?}, channels={:?}",
+        r.catalog_restored,
+        r.channels.iter().map(|c| (&c.name, &c.lost)).collect::<Vec<_>>()
+    );
+}
+
+// ----------------------------------------------------------------- finding 3
+
+/// Durability order broken by the subscribers-log rewrite. Under
+/// `SyncPolicy::Never`/`Interval` a commit is only appended; the rewrite
+/// that an append which does not fit triggers (`Subscriptions::append` ->
+/// `rewrite` -> `write_generation`) writes the in-memory state, including
+/// that unsynced commit, into a new generation that is synced and marked
+/// clean *without syncing the channels first*. After a plain power loss (no
+/// damage at all) the commit at 150 is durable while its channel lost its
+/// unsynced messages 101..=200: the commit is taken as a witness that seq
+/// 150 was durable and strict open fails with `Corrupt` on an undamaged
+/// store; repair would report never-durable seqs as lost and put holes
+/// there. Breaks docs/format.md "Durability order" ("every durable commit is
+/// a witness"), and the contract: strict returns what was durable (it
+/// refuses a store that only lost what was never durable).
+#[test]
+fn f3_sublog_rewrite_makes_a_commit_durable_before_its_channel() {
+    let sim = SimStorage::new();
+    let store = Store::open(ROOT, opts(&sim)).unwrap();
+    publish(&store, "c", 100);
+    store.sync().unwrap();
+    publish(&store, "c", 100); // 101..=200, never synced
+    let ch = store.channel("c").unwrap();
+    let s = ch.subscribe("s", StartAt::First).unwrap();
+    s.commit(150, b"x").unwrap(); // appended, not durable
+                                  // A second subscriber's commit with a large state does not fit the
+                                  // 64 KiB log: the log is rewritten at once, with s@150 in it.
+    let big = ch.subscribe("big", StartAt::First).unwrap();
+    big.commit(1, &vec![9u8; 70 << 10]).unwrap();
+    // Power loss: no unsynced page of the channel survives.
+    let after = sim.power_loss_choosing(0, 0);
+    drop((s, big, ch));
+    std::mem::forget(store);
+
+    let opened = Store::open(ROOT, opts(&after));
+    match &opened {
+        Ok(store) => {
+            let ch = store.open_channel("c").unwrap();
+            let s = ch.subscribe("s", StartAt::First).unwrap();
+            assert!(
+                s.committed().0 <= ch.last_seq(),
+                "subscriber at {} past the channel's end {}",
+                s.committed().0,
+                ch.last_seq()
+            );
+        }
+        Err(_) => panic!(
+            "strict open after a plain power loss (no damage) failed: {} -- the rewritten subscribers log made \
+             the commit at 150 durable before its channel was",
+            describe(&opened)
+        ),
+    }
+}
+
+// ----------------------------------------------------------------- finding 4
+
+fn last_segment(sim: &SimStorage, root: &str, id: u64) -> PathBuf {
+    let dir = p(root, &format!("channels/{id}"));
+    sim.list_all()
+        .into_iter()
+        .filter(|x| x.parent() == Some(dir.as_path()) && x.extension().is_some_and(|e| e == "seg"))
+        .max()
+        .expect("a segment")
+}
+
+/// The boot id of the machine `sim` simulates, as `LOCK` spells it: the
+/// line a store opened (and closed) in another directory writes.
+fn boot_line(sim: &SimStorage) -> String {
+    let probe = Store::open("/probe", opts(sim)).unwrap();
+    probe.close().unwrap();
+    let lock = String::from_utf8(sim.read("/probe/LOCK").unwrap()).unwrap();
+    lock.lines().find(|l| l.starts_with("boot=")).unwrap().to_string()
+}
+
+/// The `LOCK` boot line is trusted without any check: when it names the
+/// current boot although the disk image is what a power loss leaves (a
+/// forged/damaged LOCK, or a file-system snapshot of the running store
+/// rolled back on the same boot: the LOCK then legitimately says "this
+/// boot"), a torn tail is zeroed only `crash_span` (1 MiB) past the cut.
+/// Unsynced records that survived further on stay. The writer then reuses
+/// those seqs; once its records reach the stale ones (same layout: equal
+/// sizes), a process crash and reopen scans straight through them: the
+/// channel serves 47 records (old payloads) that were cut at the previous
+/// open and never written again. Breaks: "returns exactly what was durable
+/// plus, after a process crash, what was written"; README "the bytes after
+/// the cut zeroed so they can never validate later".
+#[test]
+fn f4_boot_line_naming_this_boot_after_power_loss_resurrects_a_cut_tail() {
+    // Control: the same power loss with the LOCK as it was left.
+    let (last, written, _) = cut_then_crash(false);
+    assert_eq!(last, written);
+    let (last, written, stale) = cut_then_crash(true);
+    assert_eq!(
+        last, written,
+        "after a process crash the channel should hold exactly what was written (to {written}); it serves to \
+         {last}, {stale} of them stale records the previous open had cut"
+    );
+}
+
+/// See f4: returns (last seq served, last seq written, stale records served).
+fn cut_then_crash(forge: bool) -> (u64, u64, usize) {
+    const FRAME: usize = 16 << 10;
+    const PAYLOAD: usize = FRAME - 24;
+    let o = |sim: &SimStorage| opts(sim).segment_size(4 << 20).max_payload(PAYLOAD as u32);
+    let body = |tag: u8, seq: u64| -> Vec<u8> {
+        let mut v = vec![tag; PAYLOAD];
+        v[..8].copy_from_slice(&seq.to_le_bytes());
+        v
+    };
+    let sim = SimStorage::new();
+    let store = Store::open(ROOT, o(&sim)).unwrap();
+    let ch = store.channel("c").unwrap();
+    // Fill the segments of 64 KiB .. 1 MiB, then 8 records of the 2 MiB one.
+    let seg_len = |sim: &SimStorage| sim.read(last_segment(sim, ROOT, 1)).unwrap().len();
+    loop {
+        ch.publish(&body(1, ch.last_seq() + 1)).unwrap();
+        if seg_len(&sim) == 2 << 20 {
+            break;
+        }
+    }
+    let base = ch.last_seq();
+    for _ in 0..7 {
+        ch.publish(&body(1, ch.last_seq() + 1)).unwrap();
+    }
+    store.sync().unwrap(); // base..=base+7 durable
+    for _ in 8..127 {
+        ch.publish(&body(1, ch.last_seq() + 1)).unwrap(); // up to base+126, unsynced
+    }
+    let seg = last_segment(&sim, ROOT, 1);
+    let live = sim.read(&seg).unwrap();
+    assert_eq!(live.len(), 2 << 20);
+
+    // A power loss: the pages of records 8..72 never reached the disk,
+    // those of records 72..127 did (each page independently old or new).
+    let after = sim.power_loss(1);
+    std::mem::forget(store);
+    let mut image = live.clone();
+    let rec = |i: usize| 128 + i * FRAME;
+    image[rec(8)..rec(72)].fill(0);
+    after.overwrite(&seg, &image).unwrap();
+    // LOCK names the current boot (forged, or a snapshot rolled back).
+    if forge {
+        let line = boot_line(&after);
+        after
+            .overwrite(p(ROOT, "LOCK"), format!("1\n{line}\n").as_bytes())
+            .unwrap();
+    }
+
+    let store = Store::open(ROOT, o(&after)).expect("strict open after the power loss");
+    let ch = store.open_channel("c").unwrap();
+    assert_eq!(ch.last_seq(), base + 7, "cut after the durable records");
+    // The application publishes new messages in the seqs the cut freed.
+    for _ in 8..80 {
+        ch.publish(&body(2, ch.last_seq() + 1)).unwrap();
+    }
+    let written = ch.last_seq();
+    assert_eq!(written, base + 79);
+    let again = after.process_crash();
+    drop(ch);
+    std::mem::forget(store);
+
+    let store = Store::open(ROOT, o(&again)).expect("open after the process crash");
+    let ch = store.open_channel("c").unwrap();
+    let last = ch.last_seq();
+    let stale = (written + 1..=last)
+        .filter(|s| ch.get(*s).is_ok_and(|m| m.payload()[8] == 1))
+        .count();
+    (last, written, stale)
+}

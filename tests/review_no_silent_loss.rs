@@ -312,3 +312,57 @@ fn cut_then_crash(forge: bool) -> (u64, u64, usize) {
         .count();
     (last, written, stale)
 }
+
+// ----------------------------------------------------------------- finding 5
+
+/// Retention deletes the catalog's newest segment. When recovery leaves a
+/// channel whose last segment is sealed (`Last::Sealed`: a power loss
+/// after the seal of A dropped the not-yet-synced creation of the next
+/// segment B), and `max_age` then expires every message, retention counts
+/// A as removable (sealed, `next_seq <= first_seq`) and unlinks it, though
+/// the catalog still records A as the channel's newest segment. A clean
+/// close and reopen of that undamaged store then fails with `Corrupt`
+/// ("this segment file is missing, but the catalog records it"). Breaks: a
+/// store with no damage must open strictly (strict refuses only damage);
+/// here retention itself produced the state format.md calls corruption.
+#[test]
+fn f5_retention_deletes_the_segment_the_catalog_records_as_newest() {
+    let clock = std::sync::Arc::new(spool::ManualClock::new(1_000_000_000));
+    let o = |sim: &SimStorage| {
+        opts(sim)
+            .clock(clock.clone())
+            .limits(spool::Limits::default().max_age(Duration::from_secs(1)))
+    };
+    let sim = SimStorage::new();
+    let store = Store::open(ROOT, o(&sim)).unwrap();
+    let ch = store.channel("c").unwrap();
+    ch.publish(&payload(1)).unwrap();
+    store.sync().unwrap(); // A confirmed
+    // Fill A until the writer rolls into B (A is sealed at once: the
+    // simulated storage runs the background seal in the writer's thread).
+    let a = last_segment(&sim, ROOT, 1);
+    while last_segment(&sim, ROOT, 1) == a {
+        ch.publish(&payload(ch.last_seq() + 1)).unwrap();
+    }
+    let last_in_a = ch.last_seq() - 1;
+    // Power loss: no unsynced page, no unsynced directory change (B's
+    // creation) survives.
+    let after = sim.power_loss_choosing(0, 0);
+    drop(ch);
+    std::mem::forget(store);
+
+    let store = Store::open(ROOT, o(&after)).expect("strict open after the power loss");
+    let ch = store.open_channel("c").unwrap();
+    assert_eq!(ch.last_seq(), last_in_a, "A holds what was durable");
+    clock.set(100_000_000_000);
+    store.compact_now().unwrap();
+    drop(ch);
+    store.close().unwrap();
+
+    let reopened = Store::open(ROOT, o(&after));
+    assert!(
+        reopened.is_ok(),
+        "a cleanly closed, undamaged store does not open after retention: {}",
+        describe(&reopened)
+    );
+}

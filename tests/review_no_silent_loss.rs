@@ -6,6 +6,8 @@
 //! shows and which clause it breaks.
 
 mod common;
+#[path = "common/damage.rs"]
+mod damage;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -364,5 +366,146 @@ fn f5_retention_deletes_the_segment_the_catalog_records_as_newest() {
         reopened.is_ok(),
         "a cleanly closed, undamaged store does not open after retention: {}",
         describe(&reopened)
+    );
+}
+
+// ----------------------------------------------------------------- finding 6
+
+/// Seqs of channel `name` whose read returns `Error::Lost`.
+fn lost_reads(store: &Store, name: &str) -> Vec<u64> {
+    let ch = store.open_channel(name).unwrap();
+    (ch.first_seq()..=ch.last_seq())
+        .filter(|s| matches!(ch.get(*s), Err(Error::Lost { .. })))
+        .collect()
+}
+
+fn reported_lost(store: &Store, name: &str) -> Vec<(u64, u64)> {
+    store
+        .recovery_report()
+        .channels
+        .iter()
+        .filter(|c| c.name == name)
+        .flat_map(|c| c.lost.iter().map(|l| (l.first, l.last)))
+        .collect()
+}
+
+/// A repair cut short by a crash loses its report for good: the hole
+/// frames it wrote before the crash are valid frames, so the next repair
+/// finds nothing to report and a strict open succeeds, and the damaged
+/// records read as `Error::Lost` with no open ever having said so. Here a
+/// record of a cleanly closed store is damaged (strict refuses); the first
+/// repair dies at its n-th storage operation (`crash_after_ops`), the
+/// process image survives; then strict and repair open it. Breaks: repair
+/// "reports exactly what was lost" (run again after a crash it reports
+/// nothing), and strict never "opens successfully with less".
+#[test]
+fn f6_crash_during_repair_loses_the_loss_report() {
+    let sim = SimStorage::new();
+    let store = Store::open(ROOT, opts(&sim)).unwrap();
+    publish(&store, "c", 200);
+    store.close().unwrap();
+    let seg = last_segment(&sim, ROOT, 1);
+    let mut bytes = sim.read(&seg).unwrap();
+    bytes[2000] ^= 0x10; // inside a record below the durable end
+    sim.overwrite(&seg, &bytes).unwrap();
+    // Without its index file the open scans the segment and sees it.
+    sim.remove(seg.with_extension("idx")).unwrap();
+    assert!(matches!(Store::open(ROOT, opts(&sim.process_crash())), Err(Error::Corrupt { .. })));
+
+    let mut findings = Vec::new();
+    for n in 0..400 {
+        let img = sim.process_crash();
+        img.crash_after_ops(Some(n));
+        match Store::open(ROOT, repair(&img)) {
+            Ok(s) => {
+                // The first n that lets repair finish: the sweep is done.
+                assert!(!reported_lost(&s, "c").is_empty());
+                std::mem::forget(s);
+                break;
+            }
+            Err(_) => {}
+        }
+        let crashed = img.process_crash();
+        if let Ok(strict) = Store::open(ROOT, opts(&crashed.process_crash())) {
+            let lost = lost_reads(&strict, "c");
+            if !lost.is_empty() {
+                findings.push(format!(
+                    "crash at op {n}: strict opens, seqs {:?}..={:?} read Lost, report {:?}",
+                    lost.first(),
+                    lost.last(),
+                    reported_lost(&strict, "c")
+                ));
+            }
+            std::mem::forget(strict);
+        }
+        let again = Store::open(ROOT, repair(&crashed)).expect("second repair opens");
+        let lost = lost_reads(&again, "c");
+        let said = reported_lost(&again, "c");
+        if lost.iter().any(|s| !said.iter().any(|(a, b)| a <= s && s <= b)) {
+            findings.push(format!("crash at op {n}: second repair reports {said:?}, reads Lost {lost:?}"));
+        }
+        std::mem::forget(again);
+    }
+    assert!(findings.is_empty(), "{}", findings.join("\n"));
+}
+
+// ----------------------------------------------------------------- finding 7
+
+/// The open-time twin of finding 3. After a process crash a commit past
+/// the subscribers log's durable watermark (late@150) and the channel
+/// records it points at (101..=200) are only in the page cache. A repair
+/// that rewrites the log (here because another, durable record is damaged)
+/// writes late@150 into a new generation, synced and marked clean, while
+/// the open leaves the channel's tail unsynced ("what the crash left past
+/// the durable end is not made durable by the open"). A power loss right
+/// after that open (the disk then holds the channel as it was durable, up
+/// to 100) and the undamaged result is refused by strict open: the commit
+/// is taken as a witness that 150 was durable. Breaks "Durability order"
+/// and "repair then strict reopen must be clean".
+#[test]
+fn f7_open_time_log_rewrite_makes_a_never_durable_commit_durable() {
+    let sim = SimStorage::new();
+    let store = Store::open(ROOT, opts(&sim)).unwrap();
+    publish(&store, "c", 100);
+    let ch = store.channel("c").unwrap();
+    let early = ch.subscribe("early", StartAt::First).unwrap();
+    early.commit(50, b"e").unwrap();
+    store.sync().unwrap();
+    publish(&store, "c", 100); // 101..=200, not synced
+    let late = ch.subscribe("late", StartAt::First).unwrap();
+    late.commit(150, b"l").unwrap(); // not synced
+    // What the disk holds of the channel (the rest is in the page cache).
+    let seg = last_segment(&sim, ROOT, 1);
+    let on_disk = sim.power_loss_choosing(0, 0).read(&seg).unwrap();
+    let img = sim.process_crash();
+    drop((early, late, ch));
+    std::mem::forget(store);
+
+    // Damage early's durable commit record so that repair rewrites the log.
+    let log = p(ROOT, "subscribers");
+    let mut bytes = img.read(&log).unwrap();
+    let early_at = damage::sublog_records(&bytes)
+        .into_iter()
+        .find(|(_, r)| matches!(r, damage::SubRecord::Commit { entries, .. } if entries[0].name == "early" && entries[0].position == 50))
+        .map(|(f, _)| f.offset)
+        .unwrap();
+    bytes[early_at + 30] ^= 0x01;
+    img.overwrite(&log, &bytes).unwrap();
+    let seg_before = img.read(&seg).unwrap();
+    let repaired = Store::open(ROOT, repair(&img)).expect("repair opens");
+    // Power loss right after the repair: what it synced is there; the
+    // channel's tail, never written back, is not.
+    let after = img.power_loss_choosing(0, 0);
+    std::mem::forget(repaired);
+    // The repair wrote nothing to the segment: its durable content is what
+    // the disk held before the crash.
+    assert_eq!(after.read(&seg).unwrap(), seg_before);
+    after.overwrite(&seg, &on_disk).unwrap();
+
+    let opened = Store::open(ROOT, opts(&after));
+    assert!(
+        opened.is_ok(),
+        "strict open after repair + power loss (no new damage) failed: {}",
+        describe(&opened)
     );
 }

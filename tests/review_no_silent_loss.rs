@@ -340,8 +340,8 @@ fn f5_retention_deletes_the_segment_the_catalog_records_as_newest() {
     let ch = store.channel("c").unwrap();
     ch.publish(&payload(1)).unwrap();
     store.sync().unwrap(); // A confirmed
-    // Fill A until the writer rolls into B (A is sealed at once: the
-    // simulated storage runs the background seal in the writer's thread).
+                           // Fill A until the writer rolls into B (A is sealed at once: the
+                           // simulated storage runs the background seal in the writer's thread).
     let a = last_segment(&sim, ROOT, 1);
     while last_segment(&sim, ROOT, 1) == a {
         ch.publish(&payload(ch.last_seq() + 1)).unwrap();
@@ -410,7 +410,10 @@ fn f6_crash_during_repair_loses_the_loss_report() {
     sim.overwrite(&seg, &bytes).unwrap();
     // Without its index file the open scans the segment and sees it.
     sim.remove(seg.with_extension("idx")).unwrap();
-    assert!(matches!(Store::open(ROOT, opts(&sim.process_crash())), Err(Error::Corrupt { .. })));
+    assert!(matches!(
+        Store::open(ROOT, opts(&sim.process_crash())),
+        Err(Error::Corrupt { .. })
+    ));
 
     let mut findings = Vec::new();
     for n in 0..400 {
@@ -442,7 +445,9 @@ fn f6_crash_during_repair_loses_the_loss_report() {
         let lost = lost_reads(&again, "c");
         let said = reported_lost(&again, "c");
         if lost.iter().any(|s| !said.iter().any(|(a, b)| a <= s && s <= b)) {
-            findings.push(format!("crash at op {n}: second repair reports {said:?}, reads Lost {lost:?}"));
+            findings.push(format!(
+                "crash at op {n}: second repair reports {said:?}, reads Lost {lost:?}"
+            ));
         }
         std::mem::forget(again);
     }
@@ -474,7 +479,7 @@ fn f7_open_time_log_rewrite_makes_a_never_durable_commit_durable() {
     publish(&store, "c", 100); // 101..=200, not synced
     let late = ch.subscribe("late", StartAt::First).unwrap();
     late.commit(150, b"l").unwrap(); // not synced
-    // What the disk holds of the channel (the rest is in the page cache).
+                                     // What the disk holds of the channel (the rest is in the page cache).
     let seg = last_segment(&sim, ROOT, 1);
     let on_disk = sim.power_loss_choosing(0, 0).read(&seg).unwrap();
     let img = sim.process_crash();
@@ -508,4 +513,112 @@ fn f7_open_time_log_rewrite_makes_a_never_durable_commit_durable() {
         "strict open after repair + power loss (no new damage) failed: {}",
         describe(&opened)
     );
+}
+
+// ----------------------------------------------------------------- finding 8
+
+/// After a process crash (same boot) that came between a roll and the
+/// background seal, the tail chain is A (unsealed, the catalog's newest)
+/// followed by B (written, unconfirmed). Damage to A's last record (past
+/// its durable slot) makes `recover_link` treat it as a torn tail
+/// ("records end before the next segment starts": `Link::Torn`), cut A
+/// there and *delete B*, and strict open succeeds with 49 fewer messages
+/// (only a "torn tail" in the report). On the same boot the page cache
+/// holds all the process wrote and at most the frame being written is torn
+/// *with nothing after it*; B's records after the bad frame prove damage
+/// (the rule `look_past` applies inside one segment, but not across the
+/// chain). Breaks: after a process crash strict returns what was written
+/// or fails with `Corrupt`; here written records (and a whole file) are
+/// cut without an error.
+#[test]
+fn f8_damage_in_an_unsealed_rolled_segment_deletes_the_next_one_on_the_same_boot() {
+    let (img, segs) = unsealed_chain_with_damaged_last_record();
+    match Store::open(ROOT, opts(&img)) {
+        Err(Error::Corrupt { .. }) => {}
+        Err(e) => panic!("{e}"),
+        Ok(store) => {
+            let ch = store.open_channel("c").unwrap();
+            panic!(
+                "strict open after a process crash and damage to one record serves {} of the 120 messages \
+                 written; B deleted: {}; report: {:?}",
+                ch.last_seq(),
+                !img.list_all().contains(segs.iter().max().unwrap()),
+                store.recovery_report().channels[0]
+            );
+        }
+    }
+}
+
+/// Finding 8 with `RecoveryMode::Repair`: the same store, repaired. Repair
+/// must keep every record that validates; it deletes B (48 intact records,
+/// never even set aside) and reports them as a torn tail, not as lost.
+/// Breaks: repair "keeps every intact record, never writes over a record
+/// that validates, reports exactly what was lost".
+#[test]
+fn f9_repair_deletes_intact_records_after_damage_in_an_unsealed_rolled_segment() {
+    let (img, segs) = unsealed_chain_with_damaged_last_record();
+    let store = Store::open(ROOT, repair(&img)).expect("repair opens");
+    let ch = store.open_channel("c").unwrap();
+    let b = segs.iter().max().unwrap();
+    let lost = reported_lost(&store, "c");
+    assert!(
+        ch.last_seq() == 120 && img.list_all().contains(b),
+        "repair serves to {} (of 120), B {} ({}), lost ranges reported: {lost:?}",
+        ch.last_seq(),
+        b.display(),
+        if img.list_all().contains(b) { "kept" } else { "deleted" },
+    );
+}
+
+/// The image of f8/f9: A (1..=72, unsealed, its last record damaged past
+/// its durable slot) followed by B (73..=120), after a process crash
+/// between the roll and A's seal.
+fn unsealed_chain_with_damaged_last_record() -> (SimStorage, Vec<PathBuf>) {
+    let sim = SimStorage::new();
+    let store = Store::open(ROOT, opts(&sim)).unwrap();
+    let ch = store.channel("c").unwrap();
+    for s in 1..=10 {
+        ch.publish(&payload(s)).unwrap();
+    }
+    store.sync().unwrap();
+    let batch: Vec<Vec<u8>> = (0..110).map(|_| vec![5u8; 1000]).collect();
+    // Find the crash point between the roll (inside the batch) and the
+    // seal of A that the roll triggers.
+    let mut found = None;
+    for k in 0..40 {
+        let img = sim.process_crash();
+        let s2 = Store::open(ROOT, opts(&img)).unwrap();
+        img.crash_after_ops(Some(k));
+        let _ = s2.channel("c").unwrap().publish_batch(&batch);
+        let crashed = img.process_crash();
+        std::mem::forget(s2);
+        let segs: Vec<PathBuf> = crashed
+            .list_all()
+            .into_iter()
+            .filter(|x| x.starts_with(p(ROOT, "channels/1")) && x.extension().is_some_and(|e| e == "seg"))
+            .collect();
+        if segs.len() != 2 {
+            continue;
+        }
+        // Undamaged, it opens whole, sealing A now (A was not sealed).
+        let probe = crashed.process_crash();
+        let s3 = Store::open(ROOT, opts(&probe)).unwrap();
+        let whole = s3.open_channel("c").unwrap().last_seq();
+        let resealed = !s3.recovery_report().channels[0].resealed.is_empty();
+        std::mem::forget(s3);
+        if resealed && whole == 120 {
+            found = Some((crashed, segs));
+            break;
+        }
+    }
+    std::mem::forget(store);
+    let (img, segs) = found.expect("a crash point between roll and seal");
+    let a = segs.iter().min().unwrap().clone();
+    let mut bytes = img.read(&a).unwrap();
+    let frames = damage::walk_frames(&bytes, damage::HEADER_LEN, 1);
+    let last = *frames.last().unwrap();
+    assert_eq!(last.seq, 72);
+    bytes[last.offset + 40] ^= 0x01; // a payload byte of A's last record
+    img.overwrite(&a, &bytes).unwrap();
+    (img, segs)
 }

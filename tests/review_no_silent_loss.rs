@@ -622,3 +622,40 @@ fn unsealed_chain_with_damaged_last_record() -> (SimStorage, Vec<PathBuf>) {
     img.overwrite(&a, &bytes).unwrap();
     (img, segs)
 }
+
+// ---------------------------------------------------------------- finding 10
+
+/// Repair does not make its decision durable when the *first* segment is
+/// gone (deleted, emptied, or too short and set aside): it reports 1..=N
+/// lost and serves from N+1, but writes no hole and leaves the catalog's
+/// first retained seq at 1. After a clean close, the strict reopen refuses
+/// ("first segment starts at N+1 but the catalog retains from 1"), and
+/// every further repair reports the same loss again. Breaks: "repair then
+/// strict reopen must be clean" (and repair run twice reports a loss that
+/// the first one already accounted for).
+#[test]
+fn f10_repair_of_a_missing_first_segment_is_not_durable() {
+    let sim = SimStorage::new();
+    let o = |sim: &SimStorage| opts(sim).segment_size(4096);
+    let store = Store::open(ROOT, o(&sim)).unwrap();
+    publish(&store, "c", 120);
+    store.close().unwrap();
+    sim.remove(p(ROOT, "channels/1/00000000000000000001.seg")).unwrap();
+
+    let repaired = Store::open(ROOT, o(&sim).recovery_mode(RecoveryMode::Repair)).expect("repair opens");
+    let lost = reported_lost(&repaired, "c");
+    assert_eq!(
+        lost.first().map(|l| l.0),
+        Some(1),
+        "repair reports the first segment's seqs lost"
+    );
+    let first = repaired.open_channel("c").unwrap().first_seq();
+    repaired.close().unwrap();
+
+    let reopened = Store::open(ROOT, o(&sim));
+    assert!(
+        reopened.is_ok(),
+        "strict reopen after a repair (that reported {lost:?} lost and served from {first}) and a clean close: {}",
+        describe(&reopened)
+    );
+}

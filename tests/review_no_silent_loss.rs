@@ -659,3 +659,45 @@ fn f10_repair_of_a_missing_first_segment_is_not_durable() {
         describe(&reopened)
     );
 }
+
+// ---------------------------------------------------------------- finding 11
+
+/// Repair silently drops the whole newest segment of a store whose
+/// process was killed. Under `SyncPolicy::Always` every publish is durable
+/// when it returns; the catalog records the newest segment (confirmed)
+/// but, the store never having closed, its durable seq only says "up to
+/// the segment's base - 1". Delete (or empty, or zero) that newest segment
+/// file: strict refuses (good), but repair opens with the channel ending
+/// at the segment's base - 1 and reports *no* lost range (and no torn
+/// tail): the durable messages base..=170 are gone without a word, and
+/// their seqs will be handed out again. It does not record anything
+/// either: the catalog still names the missing segment, so a strict
+/// reopen after a clean close is `Corrupt` again. Breaks: repair "reports
+/// exactly what was lost (message ranges per channel)"; "repair then
+/// strict reopen must be clean".
+#[test]
+fn f11_repair_drops_a_missing_newest_segment_after_a_kill_without_reporting_it() {
+    let sim = SimStorage::new();
+    let o = |sim: &SimStorage| opts(sim).segment_size(4096).sync_policy(SyncPolicy::Always);
+    let store = Store::open(ROOT, o(&sim)).unwrap();
+    publish(&store, "c", 170);
+    let killed = sim.process_crash(); // every message was durable
+    std::mem::forget(store);
+    let newest = last_segment(&killed, ROOT, 1);
+    let base = damage::segment_base(&newest).unwrap();
+    killed.remove(&newest).unwrap();
+    assert!(matches!(
+        Store::open(ROOT, o(&killed.process_crash())),
+        Err(Error::Corrupt { .. })
+    ));
+
+    let repaired = Store::open(ROOT, o(&killed).recovery_mode(RecoveryMode::Repair)).expect("repair opens");
+    let last = repaired.open_channel("c").unwrap().last_seq();
+    let lost = reported_lost(&repaired, "c");
+    let torn = repaired.recovery_report().channels[0].torn_tail.clone();
+    assert!(
+        last == 170 || lost.iter().any(|&(a, b)| a <= base && b >= last.max(base)),
+        "repair serves 1..={last} of 170 durable messages; the missing newest segment started at {base}; \
+         reported lost: {lost:?}, torn tail: {torn:?}"
+    );
+}

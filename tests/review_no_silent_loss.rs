@@ -730,3 +730,57 @@ fn f11_repair_drops_a_missing_newest_segment_after_a_kill_without_reporting_it()
          reported lost: {lost:?}, torn tail: {torn:?}"
     );
 }
+
+// ---------------------------------------------------------------- finding 13
+
+/// The subscribers log has no same-boot rule. After a process crash (same
+/// boot: the page cache holds every record written), a bad record past the
+/// log's durable watermark is always taken for a torn tail, even when
+/// valid records follow it: the later commits (s@30, s@40, written before
+/// the kill) are cut and zeroed, and strict open succeeds with `s` back at
+/// 10. The report has only the log's torn-tail offset; `subscribers.cut`,
+/// which is meant to name each subscriber whose commit went with a torn
+/// tail, is empty. Segments refuse the same situation (`look_past`).
+/// Breaks: after a process crash strict returns what was written or fails
+/// with `Corrupt`; never "a subscriber's commit older"; each cut listed.
+#[test]
+fn f13_damaged_commit_past_the_watermark_cuts_later_commits_on_the_same_boot() {
+    let sim = SimStorage::new();
+    let store = Store::open(ROOT, opts(&sim)).unwrap();
+    publish(&store, "c", 100);
+    let ch = store.channel("c").unwrap();
+    let s = ch.subscribe("s", StartAt::First).unwrap();
+    s.commit(10, b"ten").unwrap();
+    store.sync().unwrap();
+    for pos in [20, 30, 40] {
+        s.commit(pos, format!("at {pos}").as_bytes()).unwrap(); // written, not synced
+    }
+    let img = sim.process_crash();
+    drop((s, ch));
+    std::mem::forget(store);
+
+    let log = p(ROOT, "subscribers");
+    let mut bytes = img.read(&log).unwrap();
+    let at20 = damage::sublog_records(&bytes)
+        .into_iter()
+        .find(|(_, r)| matches!(r, damage::SubRecord::Commit { entries, .. } if entries[0].position == 20))
+        .map(|(f, _)| f.offset)
+        .unwrap();
+    bytes[at20 + 30] ^= 0x01;
+    img.overwrite(&log, &bytes).unwrap();
+
+    match Store::open(ROOT, opts(&img)) {
+        Err(Error::Corrupt { .. }) => {}
+        Err(e) => panic!("{e}"),
+        Ok(store) => {
+            let ch = store.open_channel("c").unwrap();
+            let s = ch.subscribe("s", StartAt::First).unwrap();
+            panic!(
+                "strict open after a process crash and damage to one commit record: s is at {:?} (40 was \
+                 written); report: {:?}",
+                s.committed(),
+                store.recovery_report().subscribers
+            );
+        }
+    }
+}

@@ -784,3 +784,54 @@ fn f13_damaged_commit_past_the_watermark_cuts_later_commits_on_the_same_boot() {
         }
     }
 }
+
+// ---------------------------------------------------------------- finding 14
+
+/// Retention records a first retained seq past the durable end. `max_age`
+/// expires every message, the unsynced ones (101..=200) included, so the
+/// compaction pass durably records first_seq = 201 in the catalog. A power
+/// loss then takes the unsynced records: the channel recovers with its
+/// records ending at 100 and first_seq 201 (first > last + 1). The writer
+/// resumes at 101, below the first retained seq: the next 100 messages
+/// published after the restart are acknowledged (and synced) but every
+/// read of them is `OutOfRange`, iterators and new subscribers see
+/// nothing. Breaks the basic contract (published + synced = readable);
+/// strict open accepts an inconsistent catalog/segment state and silently
+/// serves less than what is durable afterwards.
+#[test]
+fn f14_retention_past_the_durable_end_hides_new_messages_after_power_loss() {
+    let clock = std::sync::Arc::new(spool::ManualClock::new(1_000_000_000));
+    let o = |sim: &SimStorage| {
+        opts(sim)
+            .clock(clock.clone())
+            .limits(spool::Limits::default().max_age(Duration::from_secs(1)))
+    };
+    let sim = SimStorage::new();
+    let store = Store::open(ROOT, o(&sim)).unwrap();
+    publish(&store, "c", 100);
+    store.sync().unwrap();
+    publish(&store, "c", 100); // 101..=200, not synced
+    clock.set(20_000_000_000);
+    store.compact_now().unwrap(); // first_seq 201, durable in the catalog
+    let after = sim.power_loss_choosing(0, 0);
+    std::mem::forget(store);
+
+    let store = Store::open(ROOT, o(&after)).expect("strict open after the power loss");
+    let ch = store.open_channel("c").unwrap();
+    let (first, last) = (ch.first_seq(), ch.last_seq());
+    let mut unreadable = Vec::new();
+    for _ in 0..5 {
+        let seq = ch.publish(b"after the restart").unwrap();
+        ch.sync().unwrap();
+        if ch.get(seq).is_err() {
+            unreadable.push(seq);
+        }
+    }
+    let sub = ch.subscribe("new", StartAt::First).unwrap();
+    let delivered = sub.try_recv().unwrap().map(|m| m.seq());
+    assert!(
+        unreadable.is_empty() && delivered.is_some(),
+        "after recovery first_seq {first}, last_seq {last}; messages published and synced after the restart \
+         cannot be read: {unreadable:?} (a new subscriber from First gets {delivered:?})"
+    );
+}

@@ -835,3 +835,55 @@ fn f14_retention_past_the_durable_end_hides_new_messages_after_power_loss() {
          cannot be read: {unreadable:?} (a new subscriber from First gets {delivered:?})"
     );
 }
+
+// ---------------------------------------------------------------- finding 15
+
+/// After the upgrade of a version-1 store, until the first sync of each
+/// channel, the (now version-2) catalog records no newest segment and a
+/// durable seq of 0 for it, and the next open is no longer "legacy": every
+/// segment counts as unconfirmed, so one whose fixed header is damaged is
+/// taken for "a creation cut by the crash" and deleted with every segment
+/// after it. Here: the fixture (alpha: 300 durable messages in segments 1,
+/// 120, 219; subscriber `reader` at 120) is opened once (upgrade), the
+/// process dies before any sync, and a byte of segment 219's header is
+/// damaged. Strict open succeeds, deletes 219.seg and serves alpha to 218:
+/// 82 durable messages gone, reported only as a "torn tail". Breaks: strict
+/// never opens with fewer messages after damage; never-durable data is the
+/// only data that may be cut.
+#[test]
+fn f15_after_an_upgrade_a_damaged_old_segment_is_deleted_as_a_torn_creation() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1-store");
+    let live = tempfile::tempdir().unwrap();
+    damage::copy_dir(&fixture, live.path());
+    let o = || {
+        Options::default()
+            .segment_size(4096)
+            .index_interval(256)
+            .sync_policy(SyncPolicy::Never)
+            .compact_interval(Duration::from_secs(3600))
+    };
+    let store = Store::open(live.path(), o()).unwrap();
+    assert_eq!(store.open_channel("alpha").unwrap().last_seq(), 300);
+    // The process dies: what it left on disk is copied.
+    let crashed = tempfile::tempdir().unwrap();
+    damage::copy_dir(live.path(), crashed.path());
+    std::mem::forget(store);
+    let seg = crashed.path().join("channels/1/00000000000000000219.seg");
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[30] ^= 0x01; // inside the fixed header (base seq field)
+    std::fs::write(&seg, &bytes).unwrap();
+
+    match Store::open(crashed.path(), o()) {
+        Err(Error::Corrupt { .. }) => {}
+        Err(e) => panic!("{e}"),
+        Ok(store) => {
+            let alpha = store.open_channel("alpha").unwrap();
+            panic!(
+                "strict open serves alpha to {} of 300 durable messages; 219.seg still there: {}; report: {:?}",
+                alpha.last_seq(),
+                seg.exists(),
+                store.recovery_report().channels.iter().find(|c| c.name == "alpha")
+            );
+        }
+    }
+}

@@ -41,6 +41,49 @@ pub(crate) struct CatalogOpen {
     pub backup_rewritten: Option<String>,
 }
 
+/// The backup can be one change behind the damaged catalog (a crash
+/// between their two renames). What the damaged catalog still says
+/// (checksum aside) is taken where the channel directories confirm it:
+/// a channel made after the backup (its id at or above the backup's next
+/// id, its directory present) is kept, a channel deleted after it (absent
+/// from the damaged catalog, its directory gone) stays deleted. Returns the
+/// catalog to use and what was taken, for the report.
+fn merge_damaged_catalog(env: &Env, mut backup: CatalogData) -> (CatalogData, Option<String>) {
+    let path = env.root.join(CATALOG_FILE);
+    let Ok(bytes) = env.storage.read_file(&path, MAX_CATALOG_BYTES) else {
+        return (backup, None);
+    };
+    let Ok(damaged) = crate::format::catalog::decode_ignoring_checksum(&bytes, &path) else {
+        return (backup, None);
+    };
+    if damaged.store_id != backup.store_id {
+        return (backup, None);
+    }
+    let dir_of = |id: u64| env.root.join("channels").join(id.to_string());
+    let mut taken = Vec::new();
+    for (name, e) in &damaged.channels {
+        let newer = e.id >= backup.next_id && !backup.channels.contains_key(name);
+        if newer && env.storage.is_dir(&dir_of(e.id)) {
+            backup.channels.insert(name.clone(), e.clone());
+            backup.next_id = backup.next_id.max(e.id + 1);
+            taken.push(format!("channel {name:?} (id {}) taken from the damaged catalog", e.id));
+        }
+    }
+    let gone: Vec<String> = backup
+        .channels
+        .iter()
+        .filter(|(name, e)| !damaged.channels.contains_key(*name) && !env.storage.exists(&dir_of(e.id)))
+        .map(|(name, _)| name.clone())
+        .collect();
+    for name in gone {
+        backup.channels.remove(&name);
+        taken.push(format!("channel {name:?} deleted, as the damaged catalog says"));
+    }
+    backup.next_id = backup.next_id.max(damaged.next_id);
+    let what = (!taken.is_empty()).then(|| taken.join("; "));
+    (backup, what)
+}
+
 /// A random 128-bit id (never 0).
 fn random_id(env: &Env) -> Result<u128> {
     use std::io::Read;
@@ -114,7 +157,11 @@ impl Catalog {
                 }
                 match read(BACKUP_FILE) {
                     Ok(Some(data)) => {
-                        note.restored_from_backup = Some(why);
+                        let (data, merged) = merge_damaged_catalog(env, data);
+                        note.restored_from_backup = Some(match merged {
+                            Some(what) => format!("{why}; {what}"),
+                            None => why,
+                        });
                         data
                     }
                     // Nothing at all can be read: refuse, naming the catalog.

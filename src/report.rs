@@ -65,8 +65,9 @@ pub struct RecoveryReport {
     /// Files written by an earlier format version that were upgraded.
     pub upgraded: Vec<PathBuf>,
     /// Repair: directories found where the store's own files (`LOCK`,
-    /// `catalog`, `catalog.bak`, `subscribers`) should be, renamed aside
-    /// (never deleted), with where they went.
+    /// `catalog`, `catalog.bak`, `subscribers`) should be, and channel
+    /// directories of channels the catalog never knew (it is older than
+    /// the data), renamed aside (never deleted): (from, to).
     pub set_aside: Vec<(PathBuf, PathBuf)>,
 }
 

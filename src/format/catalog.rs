@@ -171,13 +171,23 @@ pub(crate) fn encode(data: &CatalogData) -> Vec<u8> {
 /// Decodes and validates a catalog of version 1 or 2. A version 1 catalog
 /// has no store identity: `store_id` is 0 and the caller assigns one.
 pub(crate) fn decode(bytes: &[u8], path: &Path) -> Result<CatalogData> {
+    decode_checked(bytes, path, true)
+}
+
+/// As [`decode`], without the checksum: what a damaged catalog still says,
+/// for repair to read names from (every other rule still applies).
+pub(crate) fn decode_ignoring_checksum(bytes: &[u8], path: &Path) -> Result<CatalogData> {
+    decode_checked(bytes, path, false)
+}
+
+fn decode_checked(bytes: &[u8], path: &Path, check: bool) -> Result<CatalogData> {
     let bad = |offset: usize, detail: &str| Error::corrupt(path, offset as u64, detail.to_string());
     let body_len = bytes
         .len()
         .checked_sub(4)
         .ok_or_else(|| bad(0, "catalog shorter than its checksum"))?;
     let (body, crc) = bytes.split_at(body_len);
-    if crc32fast::hash(body).to_le_bytes() != crc {
+    if check && crc32fast::hash(body).to_le_bytes() != crc {
         return Err(bad(body_len, "catalog checksum mismatch"));
     }
     let mut c = ByteReader::new(body);

@@ -29,22 +29,27 @@ impl Log {
     fn sync_once(&self) -> Result<u64> {
         self.env.check_failed()?;
         // Segments rolled away from first: the active one's records are
-        // durable only after every segment before it is sealed.
-        self.settle()?;
-        let snapshot = {
+        // durable only after every segment before it is sealed. A roll
+        // between the seals and the snapshot queues another segment: the
+        // snapshot is taken only when, under the lock, none waits.
+        let snapshot = loop {
+            self.settle()?;
             let st = self.state.lock();
-            match st.phase {
-                Phase::Deleted => return Err(self.deleted_error()),
-                _ => st.active.as_ref().map(|a| {
-                    (
-                        Arc::clone(&a.seg),
-                        a.offset,
-                        st.next_seq,
-                        st.last_timestamp,
-                        a.confirmed,
-                    )
-                }),
+            if st.phase == Phase::Deleted {
+                return Err(self.deleted_error());
             }
+            if !st.sealing.is_empty() {
+                continue;
+            }
+            break st.active.as_ref().map(|a| {
+                (
+                    Arc::clone(&a.seg),
+                    a.offset,
+                    st.next_seq,
+                    st.last_timestamp,
+                    a.confirmed,
+                )
+            });
         };
         let Some((seg, end, next_seq, last_timestamp, confirmed)) = snapshot else {
             // No active segment: everything is in sealed, hence synced, segments.

@@ -76,9 +76,27 @@ impl Store {
         let live: Vec<u64> = data.channels.values().map(|e| e.id).collect();
         let mut removed = false;
         for name in storage.list_dir(&chans)? {
-            let orphan = name.parse::<u64>().is_ok_and(|id| !live.contains(&id));
-            if orphan {
-                remove_channel_dir(&storage, &chans.join(&name))?;
+            let Ok(id) = name.parse::<u64>() else { continue };
+            let path = chans.join(&name);
+            if id >= data.next_id {
+                // Ids are recorded durably before a directory is made, so
+                // this one belongs to a channel the catalog never knew:
+                // the catalog is older than the data.
+                if !repair {
+                    return Err(Error::corrupt(
+                        &path,
+                        0,
+                        format!(
+                            "a channel directory with id {id}, but the catalog has handed out ids below {} only:                              the catalog is older than the data (restored from a backup or an old copy?);                              open with RecoveryMode::Repair to set the directory aside",
+                            data.next_id
+                        ),
+                    ));
+                }
+                let target = storage.set_aside(&path)?;
+                report.set_aside.push((path, target));
+                removed = true;
+            } else if !live.contains(&id) {
+                remove_channel_dir(&storage, &path)?;
                 removed = true;
             }
         }

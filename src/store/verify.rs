@@ -34,7 +34,13 @@ impl StoreShared {
         let ids: Vec<u64> = channels.iter().map(|c| c.id()).collect();
         let chans = root.join("channels");
         for name in storage.list_dir(&chans)? {
-            if !name.parse::<u64>().is_ok_and(|id| ids.contains(&id)) {
+            if name.contains(".damaged") {
+                report.note(
+                    &chans.join(&name),
+                    None,
+                    "set aside by a repair (not part of the store)",
+                );
+            } else if !name.parse::<u64>().is_ok_and(|id| ids.contains(&id)) {
                 report.problem(&chans.join(&name), None, "directory of no live channel (orphan)");
             }
         }

@@ -14,6 +14,14 @@ use crate::mmap::{RecordsToken, Region};
 use crate::slots::SlotWriter;
 use crate::storage::Storage;
 
+/// What follows the durable records in a new generation: a record past
+/// the watermark (commit time, body), or a hole standing for superseded
+/// ones (first and last record number).
+pub(crate) enum TailItem {
+    Record(u64, Vec<u8>),
+    Hole(u64, u64),
+}
+
 /// An open log file, appended to under `Subscriptions`' lock.
 pub(crate) struct LogFile {
     pub(crate) path: PathBuf,
@@ -47,15 +55,19 @@ impl SyncTarget {
 
 impl LogFile {
     /// Creates the file at `path` (replacing nothing: the caller renames it
-    /// into place) holding `bodies` (with their commit times) as records
-    /// numbered from `header.first_record`, durable and marked clean when
-    /// this returns. `header.file_len` must hold them.
+    /// into place) holding `durable` and then `tail` (bodies with their
+    /// commit times) as records numbered from `header.first_record`; all
+    /// of it is written and msynced when this returns, but the slot claims
+    /// only `durable` (and the clean mark only when `tail` is empty): the
+    /// tail's commits become durable with the next sync, which makes their
+    /// channels durable first. `header.file_len` must hold them.
     pub(crate) fn create(
         storage: &Storage,
         path: &Path,
         header: LogHeader,
         seed: u32,
-        bodies: &[(u64, Vec<u8>)],
+        durable: &[(u64, Vec<u8>)],
+        tail: &[TailItem],
     ) -> Result<LogFile> {
         storage.remove_file(path)?;
         let (region, mut header_token, records) = storage.create_region(path, header.file_len, V2_HEADER_LEN)?;
@@ -72,14 +84,78 @@ impl LogFile {
             end: V2_HEADER_LEN,
             next_record: header.first_record,
         };
-        for (ts, body) in bodies {
+        for (ts, body) in durable {
             file.append(*ts, body)?;
+        }
+        let (durable_end, tail_from) = (file.end, file.next_record);
+        for item in tail {
+            match item {
+                TailItem::Record(ts, body) => {
+                    file.append(*ts, body)?;
+                }
+                TailItem::Hole(first, last) => file.append_hole(*first, *last)?,
+            }
         }
         file.region
             .sync(0..file.end)
             .map_err(Error::io_at(IoOp::SyncMapping, path))?;
-        file.mark_clean()?;
+        if tail.is_empty() {
+            file.mark_clean()?;
+        } else {
+            let slot = Slot {
+                durable_end: durable_end as u64,
+                next_seq: tail_from,
+                ..Slot::empty(header.first_record)
+            };
+            file.slots.write(seed, path, slot)?;
+            file.sync_header()?;
+        }
         Ok(file)
+    }
+
+    /// Writes a hole frame standing for records `first..=last` (superseded
+    /// ones a rewrite dropped), so that the records after it keep their
+    /// numbers.
+    fn append_hole(&mut self, first: u64, last: u64) -> Result<()> {
+        use crate::format::frame::{encode_hole, FRAME_HEADER_LEN};
+        let io = Error::io_at(IoOp::WriteRecords, &self.path);
+        let hole = encode_hole(self.seed, first, last, FRAME_HEADER_LEN)
+            .ok_or_else(|| Error::corrupt(&self.path, self.end as u64, "cannot write a hole marker"))?;
+        if first != self.next_record || self.end + FRAME_HEADER_LEN > self.region.len() {
+            return Err(Error::corrupt(&self.path, self.end as u64, "hole out of place"));
+        }
+        self.records
+            .write(self.end, &hole)
+            .and_then(|()| self.records.publish(self.end + FRAME_HEADER_LEN))
+            .map_err(io)?;
+        self.end += FRAME_HEADER_LEN;
+        self.next_record = last + 1;
+        Ok(())
+    }
+
+    /// Every record in the file, in order: (number, commit time, body).
+    pub(crate) fn read_records(&self) -> Result<Vec<(u64, u64, Vec<u8>)>> {
+        use crate::format::frame::{FrameCursor, SegmentBytes, FRAME_HEADER_LEN};
+        let io = Error::io_at(IoOp::Read, &self.path);
+        let view = SegmentBytes {
+            base: V2_HEADER_LEN,
+            bytes: self.records.read(V2_HEADER_LEN, self.end - V2_HEADER_LEN).map_err(io)?,
+        };
+        let mut cursor = FrameCursor::new(self.seed, V2_HEADER_LEN, self.header.first_record);
+        let mut out = Vec::new();
+        while cursor.offset < self.end {
+            let frame = cursor
+                .step(view, false)
+                .map_err(|e| Error::corrupt(&self.path, e.offset as u64, e.reason()))?;
+            if frame.header.kind() == crate::format::frame::FrameKind::Hole {
+                continue;
+            }
+            let body = view
+                .get(frame.offset + FRAME_HEADER_LEN, frame.header.payload_len())
+                .unwrap_or(&[]);
+            out.push((frame.header.seq, frame.header.timestamp, body.to_vec()));
+        }
+        Ok(out)
     }
 
     /// Opens an existing file for appending at `end`, where record

@@ -10,6 +10,7 @@
 //! ever points past the durable log.
 
 mod file;
+mod generation;
 mod open;
 mod recover;
 
@@ -24,11 +25,11 @@ use parking_lot::Mutex;
 use crate::catalog::Catalog;
 use crate::env::Env;
 use crate::error::{Error, Result};
-use crate::format::frame::frame_len;
-use crate::format::sublog::{encode_body, log_seed, LogHeader, LogRecord, Position, SubKind, LOG_FILE, V2_HEADER_LEN};
+use crate::format::sublog::{encode_body, LogRecord, Position, SubKind};
 use crate::group_commit::GroupCommit;
 use crate::options::SyncPolicy;
 use file::LogFile;
+use generation::{write_generation, Generation};
 pub(crate) use recover::{scan, Source as ScanSource};
 
 /// Identifies a durable subscriber: channel incarnation and name.
@@ -46,11 +47,6 @@ pub(crate) struct Durable {
     /// Number of the log record holding it.
     recno: u64,
 }
-
-/// Smallest log file: a store with a few subscribers stays small on disk.
-const MIN_CAPACITY: usize = 64 << 10;
-/// Largest log file the capacity rule picks by itself.
-const MAX_CAPACITY: usize = 1 << 30;
 
 struct LogState {
     file: LogFile,
@@ -113,89 +109,19 @@ fn apply(durable: &mut HashMap<SubKey, Durable>, recno: u64, timestamp: u64, rec
     }
 }
 
-fn commit_record(key: &SubKey, d: &Durable) -> LogRecord {
-    LogRecord::Commit {
-        entries: vec![Position {
-            channel_id: key.0,
-            name: key.1.clone(),
-            kind: d.kind,
-            position: d.position,
-            acked_above: d.acked_above.clone(),
-        }],
-        state: Arc::clone(&d.state),
-    }
-}
-
 /// The records a strict (or, with `repair`, a salvaging) read of a version
 /// 2 log image finds, for the fuzz targets.
 #[cfg(any(test, feature = "fuzz"))]
 pub(crate) fn walk_image(
     path: &std::path::Path,
     bytes: &[u8],
-    header: LogHeader,
+    header: crate::format::sublog::LogHeader,
     seed: u32,
     newest: Option<(crate::format::segment::Slot, usize)>,
     repair: bool,
 ) -> Result<Vec<LogRecord>> {
     let scan = recover::walk(path, bytes, header, seed, newest, repair)?;
     Ok(scan.records.into_iter().map(|s| s.record).collect())
-}
-
-/// The record number a new file starts at: after every record the durable
-/// state came from.
-fn scan_next_record(durable: &HashMap<SubKey, Durable>) -> u64 {
-    durable.values().map(|d| d.recno + 1).max().unwrap_or(1)
-}
-
-/// Writes the next generation of the log holding one record per subscriber
-/// of `durable` (numbered from `first_record`): a temp file, synced and
-/// marked clean, renamed over the log, the directory synced, then the
-/// catalog records the generation. Sized for the records plus `extra`
-/// bytes of body, four times over (at least 64 KiB), and at least twice
-/// `grow` (the size of a file that filled up less than a second after it
-/// was written).
-fn write_generation(
-    env: &Env,
-    catalog: &Catalog,
-    path: &std::path::Path,
-    durable: &HashMap<SubKey, Durable>,
-    first_record: u64,
-    extra: usize,
-    grow: Option<usize>,
-) -> Result<LogFile> {
-    let mut keys: Vec<&SubKey> = durable.keys().collect();
-    keys.sort();
-    let live: Vec<(u64, Vec<u8>)> = keys
-        .iter()
-        .map(|k| (durable[*k].committed_at, encode_body(&commit_record(k, &durable[*k]))))
-        .collect();
-    let live_bytes: usize = live.iter().map(|(_, b)| frame_len(b.len())).sum::<usize>() + frame_len(extra);
-    let mut capacity = (V2_HEADER_LEN + 4 * live_bytes)
-        .next_power_of_two()
-        .clamp(MIN_CAPACITY, MAX_CAPACITY);
-    if let Some(old) = grow {
-        capacity = capacity.max(old.saturating_mul(2)).min(MAX_CAPACITY);
-    }
-    capacity = capacity.max((V2_HEADER_LEN + live_bytes).next_power_of_two());
-    let data = catalog.snapshot();
-    let header = LogHeader {
-        generation: data.subs_generation + 1,
-        file_len: capacity as u64,
-        first_record,
-        store_id: data.store_id,
-    };
-    let tmp = env.root.join(format!("{LOG_FILE}.tmp"));
-    let seed = log_seed(header.store_id, header.generation);
-    let mut file = LogFile::create(&env.storage, &tmp, header, seed, &live)?;
-    env.storage.rename(&tmp, path)?;
-    env.storage.sync_dir(&env.root)?;
-    file.path = path.to_path_buf();
-    catalog.update(|c| {
-        let changed = c.subs_generation != header.generation;
-        c.subs_generation = header.generation;
-        Ok(changed)
-    })?;
-    Ok(file)
 }
 
 impl Subscriptions {
@@ -380,14 +306,18 @@ impl Subscriptions {
 
     fn rewrite_with(&self, log: &mut LogState, full: bool, extra: usize) -> Result<()> {
         let grow = (full && log.rewritten_at.elapsed() < Duration::from_secs(1)).then(|| log.file.capacity());
-        let first = log.file.next_record;
-        let file = {
-            let durable = self.durable.lock();
-            write_generation(&self.env, &self.catalog, &self.path, &durable, first, extra, grow)
-        };
+        // Only what is durable now is durable in the new file (see
+        // `generation`); the rest follows it and waits for the next sync.
+        let durable_before = self.commit.durable() + 1;
+        let file = log
+            .file
+            .read_records()
+            .and_then(|records| Generation::split(&self.path, records, durable_before))
+            .and_then(|next| write_generation(&self.env, &self.catalog, &self.path, &next, extra, grow));
         let file = self.env.sticky(file)?;
-        // Everything in the new file is durable.
-        self.commit.mark_durable(file.next_record - 1);
+        if file.next_record > durable_before {
+            self.dirty.store(true, Ordering::Release);
+        }
         log.file = file;
         log.rewritten_at = Instant::now();
         Ok(())

@@ -10,12 +10,13 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use super::file::LogFile;
+use super::generation::{write_generation, Generation};
 use super::recover::{LogScan, Source};
-use super::{apply, scan_next_record, top, write_generation, Durable, LogState, SubKey, Subscriptions};
+use super::{apply, top, Durable, LogState, SubKey, Subscriptions};
 use crate::catalog::Catalog;
 use crate::env::Env;
 use crate::error::Result;
-use crate::format::sublog::{LogRecord, LOG_FILE};
+use crate::format::sublog::{encode_body, LogRecord, LOG_FILE};
 use crate::group_commit::GroupCommit;
 use crate::report::{SubscriberLoss, SubscribersRecovery};
 
@@ -36,6 +37,8 @@ impl Subscriptions {
         let storage = &env.storage;
         storage.remove_file(&env.root.join(format!("{LOG_FILE}.tmp")))?;
         let mut durable: HashMap<SubKey, Durable> = HashMap::new();
+        // What a rewrite keeps: the records up to the cut, as numbered.
+        let mut kept: Vec<(u64, u64, Vec<u8>)> = Vec::new();
         let mut cut: Option<(usize, u64)> = None;
         let mut cut_names: Vec<(u64, String, u64)> = Vec::new();
         for s in scan.records {
@@ -60,6 +63,9 @@ impl Subscriptions {
                     cut_names.extend(entries.iter().map(|e| (e.channel_id, e.name.clone(), s.recno)));
                 }
                 continue;
+            }
+            if scan.rewrite {
+                kept.push((s.recno, s.timestamp, encode_body(&s.record)));
             }
             apply(&mut durable, s.recno, s.timestamp, s.record);
         }
@@ -192,16 +198,34 @@ impl Subscriptions {
             }
             None => {
                 debug_assert!(rewrite);
-                let first = scan_next_record(&durable);
-                let f = write_generation(&env, &catalog, &path, &durable, first, 0, None)?;
-                let next = f.next_record;
-                (f, next)
+                // What was durable stays durable, what was not waits for the
+                // next sync (see `generation`).
+                let next_record = kept.last().map_or(1, |k| k.0 + 1);
+                let before = scan.durable_before.min(next_record);
+                let mut next = Generation::split(&path, std::mem::take(&mut kept), before)?;
+                for (key, d) in &durable {
+                    if d.recno < before {
+                        next.durable.insert(key.clone(), d.clone());
+                    }
+                }
+                // Clamped as the latest commits were above (repair only).
+                next.durable.retain(|(id, _), d| match last_seqs.get(id) {
+                    Some(&last) => {
+                        d.position = d.position.min(last);
+                        d.acked_above.retain(|r| r.1 <= last);
+                        true
+                    }
+                    None => false,
+                });
+                let f = write_generation(&env, &catalog, &path, &next, 0, None)?;
+                let durable_before = before.min(f.next_record);
+                (f, durable_before)
             }
         };
         Ok(Arc::new(Subscriptions {
             path,
             commit: GroupCommit::new(durable_before.saturating_sub(1)),
-            dirty: AtomicBool::new(false),
+            dirty: AtomicBool::new(file.next_record > durable_before),
             durable: Mutex::new(durable),
             in_use: Mutex::new(HashSet::new()),
             log: Mutex::new(LogState {

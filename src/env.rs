@@ -24,6 +24,10 @@ pub(crate) struct Env {
     /// The store's previous owner ran on this boot of the machine and
     /// finished opening it: nothing it wrote can be missing from the files.
     pub(crate) same_boot: bool,
+    /// A repair was interrupted before it finished (its marker file is
+    /// there): this repair reports the holes it finds as lost too, since
+    /// the one that made them never got to say so.
+    pub(crate) repair_resumed: bool,
     /// The background worker (seals, prepares segments); unset with the
     /// simulated storage, whose jobs run in the caller so crash tests stay
     /// deterministic.
@@ -37,6 +41,7 @@ impl Env {
     pub(crate) fn new(root: PathBuf, opts: Options, storage: Storage, same_boot: bool) -> Env {
         Env {
             same_boot,
+            repair_resumed: false,
             root,
             opts,
             storage,
@@ -44,6 +49,14 @@ impl Env {
             closed: AtomicBool::new(false),
             prefault: OnceLock::new(),
             worker: OnceLock::new(),
+        }
+    }
+
+    /// The same, marking a repair that resumes an interrupted one.
+    pub(crate) fn resuming_repair(self, resumed: bool) -> Env {
+        Env {
+            repair_resumed: resumed,
+            ..self
         }
     }
 

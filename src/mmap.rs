@@ -499,3 +499,39 @@ pub(crate) fn preallocate(file: &File, len: u64) -> io::Result<()> {
         errno => Err(io::Error::from_raw_os_error(errno)),
     }
 }
+
+/// The ranges of `[from, len)` of `file` that may hold data, as the file
+/// system reports them (`SEEK_DATA`/`SEEK_HOLE`): holes and unwritten
+/// extents without pages in the page cache read as zeros and are left out.
+/// A file system that cannot tell reports everything as data.
+pub(crate) fn data_ranges(file: &File, from: u64, len: u64) -> io::Result<Vec<(u64, u64)>> {
+    let mut out = Vec::new();
+    let mut at = from;
+    let fd = file.as_raw_fd();
+    while at < len {
+        let Ok(off) = libc::off_t::try_from(at) else { break };
+        // SAFETY: lseek only reads its integer arguments; the fd is valid
+        // for the duration of the call because `file` is borrowed.
+        let start = unsafe { libc::lseek(fd, off, libc::SEEK_DATA) };
+        if start < 0 {
+            match io::Error::last_os_error().raw_os_error() {
+                // No data at or after `at`.
+                Some(libc::ENXIO) => break,
+                // Not supported: everything may be data.
+                _ => {
+                    out.push((at, len));
+                    break;
+                }
+            }
+        }
+        // SAFETY: as above.
+        let end = unsafe { libc::lseek(fd, start, libc::SEEK_HOLE) };
+        let (start, end) = (start as u64, if end < 0 { len } else { (end as u64).min(len) });
+        if end <= start {
+            break;
+        }
+        out.push((start, end));
+        at = end;
+    }
+    Ok(out)
+}

@@ -91,3 +91,26 @@ fn index_pointing_at_the_wrong_record_is_found() {
     let p = problems(dir.path());
     assert!(p.iter().any(|x| x.path == idx), "{p:#?}");
 }
+
+/// The catalog's newest segment removed under a live store: what the next
+/// open refuses, verify reports now.
+#[test]
+fn missing_newest_segment_is_found_on_a_live_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), small(8192)).unwrap();
+    let ch = store.channel("v").unwrap();
+    for seq in 1..=300 {
+        ch.publish(&payload(8, seq)).unwrap();
+    }
+    store.sync().unwrap();
+    let newest = common::channel_files(dir.path(), 1, "seg").pop().unwrap();
+    fs::remove_file(&newest).unwrap();
+    let r = store.verify().unwrap();
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| p.path == newest && p.detail.contains("newest")),
+        "{:#?}",
+        r.problems
+    );
+}

@@ -64,6 +64,15 @@ impl Log {
                 report.problem(&self.dir.join(n), None, "unexpected file in the channel directory");
             }
         }
+        // What the catalog says must exist.
+        let entry = self.catalog.snapshot().channels.into_values().find(|e| e.id == self.id);
+        if let Some(entry) = entry.filter(|e| super::recover::newest_missing(e, &bases)) {
+            report.problem(
+                &self.dir.join(segment_file_name(entry.newest_base)),
+                None,
+                "missing, but the catalog records it as the channel's newest durable segment",
+            );
+        }
         let first = self.first_seq();
         match bases.first() {
             Some(&b) if b > first => {

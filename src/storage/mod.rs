@@ -159,6 +159,12 @@ impl Storage {
         dispatch!(self, s => s.extend_file(path, len)).map_err(|e| Error::io(IoOp::Truncate, path, e))
     }
 
+    /// The ranges of a file from `from` on that may hold anything but
+    /// zeros (see `mmap::data_ranges`).
+    pub(crate) fn data_ranges(&self, path: &Path, from: u64) -> Result<Vec<(u64, u64)>> {
+        dispatch!(self, s => s.data_ranges(path, from)).map_err(|e| Error::io(IoOp::Stat, path, e))
+    }
+
     /// Length of a file in bytes.
     pub(crate) fn file_len(&self, path: &Path) -> Result<u64> {
         dispatch!(self, s => s.file_len(path)).map_err(|e| Error::io(IoOp::Stat, path, e))

@@ -122,6 +122,12 @@ impl RealStorage {
         fs::remove_dir(path)
     }
 
+    pub(crate) fn data_ranges(&self, path: &Path, from: u64) -> io::Result<Vec<(u64, u64)>> {
+        let file = File::open(path)?;
+        let len = file.metadata()?.len();
+        crate::mmap::data_ranges(&file, from, len)
+    }
+
     pub(crate) fn file_len(&self, path: &Path) -> io::Result<u64> {
         Ok(fs::metadata(path)?.len())
     }

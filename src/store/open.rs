@@ -24,6 +24,9 @@ use crate::storage::Storage;
 use crate::subscriptions::Subscriptions;
 use crate::worker::Worker;
 
+/// The marker a repair leaves in the store directory while it runs.
+pub(crate) const REPAIR_MARKER: &str = "REPAIR";
+
 impl Store {
     /// Opens (creating if needed) the store in directory `path`, recovering
     /// every channel after a crash as docs/format.md describes.
@@ -53,7 +56,25 @@ impl Store {
         // older boot lies past what it wrote (see `log::recover`).
         let boot = storage.boot_id();
         let same_boot = boot != 0 && previous_owner.lines().any(|l| l == format!("boot={boot:032x}"));
-        let env = Arc::new(Env::new(root.clone(), opts.clone(), storage.clone(), same_boot));
+        // A repair writes its marker before it changes anything and removes
+        // it once it has finished: a marker left means an interrupted one.
+        let marker = root.join(REPAIR_MARKER);
+        let repair_resumed = storage.exists(&marker);
+        if repair_resumed && !repair {
+            return Err(Error::corrupt(
+                &marker,
+                0,
+                "a repair of this store was interrupted before it finished; open with RecoveryMode::Repair \
+                 to finish it (what it found is reported again)",
+            ));
+        }
+        if repair && !repair_resumed {
+            storage.write_file(&marker, b"a repair is in progress\n")?;
+            storage.sync_file(&marker)?;
+            storage.sync_dir(&root)?;
+        }
+        let env =
+            Arc::new(Env::new(root.clone(), opts.clone(), storage.clone(), same_boot).resuming_repair(repair_resumed));
 
         let (catalog, catalog_note) = Catalog::open(&env)?;
         let mut report = RecoveryReport {
@@ -175,6 +196,15 @@ impl Store {
         if let SyncPolicy::Interval(every) = opts.get_sync_policy() {
             let flusher = Flusher::start(Arc::downgrade(&shared), every)?;
             *shared.flusher.lock() = Some(flusher);
+        }
+        if repair {
+            // The last step: everything it found is durable, and in the
+            // report the caller now gets.
+            storage.remove_file(&marker)?;
+            // Not made durable, the removal can be undone by a power loss:
+            // then the next open repairs again and reports it all again.
+            // Nothing is lost by that, so the report goes to the caller.
+            let _ = storage.sync_dir(&root);
         }
         Ok(Store { shared })
     }

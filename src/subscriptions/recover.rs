@@ -143,7 +143,7 @@ pub(crate) fn scan(env: &Env, catalog: &CatalogData, repair: bool) -> Result<Log
     };
     match version_of(&bytes) {
         Some(1) if generation == 0 => scan_v1(&path, &bytes),
-        Some(VERSION_2) => scan_v2(&path, &bytes, catalog, repair),
+        Some(VERSION_2) => scan_v2(&path, &bytes, catalog, repair, env.same_boot),
         _ if repair => salvage(&path, &bytes, catalog),
         Some(v) => Err(Error::corrupt(
             &path,
@@ -201,7 +201,7 @@ fn salvage(path: &Path, bytes: &[u8], catalog: &CatalogData) -> Result<LogScan> 
         // The slots carry their own checksum (seeded by store and
         // generation): one that validates still knows the durable end.
         let newest = newest_slot(bytes, seed, 0, u64::MAX);
-        let mut scan = walk_from(path, bytes, header, seed, newest, true, Some(first.offset))?;
+        let mut scan = walk_from(path, bytes, header, seed, newest, true, Some(first.offset), false)?;
         scan.damage.push(Damage {
             first: 1.min(first.header.seq),
             last: first.header.seq.saturating_sub(1),
@@ -251,7 +251,7 @@ fn salvage(path: &Path, bytes: &[u8], catalog: &CatalogData) -> Result<LogScan> 
     })
 }
 
-fn scan_v2(path: &Path, bytes: &[u8], catalog: &CatalogData, repair: bool) -> Result<LogScan> {
+fn scan_v2(path: &Path, bytes: &[u8], catalog: &CatalogData, repair: bool, same_boot: bool) -> Result<LogScan> {
     let header = match LogHeader::decode(bytes) {
         Ok(h) => h,
         Err(reason) if repair => {
@@ -298,13 +298,14 @@ fn scan_v2(path: &Path, bytes: &[u8], catalog: &CatalogData, repair: bool) -> Re
         }
         return salvage(path, bytes, catalog);
     }
-    let mut scan = walk(path, bytes, header, seed, newest, repair)?;
+    let mut scan = walk_from(path, bytes, header, seed, newest, repair, None, same_boot)?;
     // A rename done but not yet recorded in the catalog: record it.
     scan.rewrite |= header.generation != g;
     Ok(scan)
 }
 
-/// Walks the records of a version 2 log.
+/// Walks the records of a version 2 log (for the fuzz targets).
+#[cfg(any(test, feature = "fuzz"))]
 pub(crate) fn walk(
     path: &Path,
     bytes: &[u8],
@@ -313,12 +314,17 @@ pub(crate) fn walk(
     newest: Option<(Slot, usize)>,
     repair: bool,
 ) -> Result<LogScan> {
-    walk_from(path, bytes, header, seed, newest, repair, None)
+    walk_from(path, bytes, header, seed, newest, repair, None, false)
 }
 
 /// Walks the records from the first one, or (`salvage`: a repair of a log
 /// whose header or slots are lost) from the frame at `salvage`, looking
-/// past every bad record for the next one that validates.
+/// past every bad record for the next one that validates. `same_boot`:
+/// the previous owner ran on this boot, so a bad record past the durable
+/// watermark with a valid one after it is damage, not a torn tail (a
+/// process crash leaves at most the record being written torn, with
+/// nothing after it).
+#[allow(clippy::too_many_arguments)]
 fn walk_from(
     path: &Path,
     bytes: &[u8],
@@ -327,6 +333,7 @@ fn walk_from(
     newest: Option<(Slot, usize)>,
     repair: bool,
     salvage: Option<usize>,
+    same_boot: bool,
 ) -> Result<LogScan> {
     let len = usize::try_from(header.file_len).unwrap_or(usize::MAX).min(bytes.len());
     let view = SegmentBytes {
@@ -367,16 +374,32 @@ fn walk_from(
                     record,
                 });
             }
-            Err(e) if e.offset < durable_end || cursor.expected < slot.next_seq || salvage.is_some() => {
+            Err(e)
+                if e.offset < durable_end
+                    || cursor.expected < slot.next_seq
+                    || salvage.is_some()
+                    || (same_boot
+                        && cursor
+                            .resync(view, cursor.expected.saturating_add(1), u64::MAX)
+                            .is_some()) =>
+            {
                 if !repair {
                     return Err(Error::corrupt(
                         path,
                         e.offset as u64,
-                        format!("{} below the durable end {durable_end}", e.reason()),
+                        if e.offset < durable_end || cursor.expected < slot.next_seq {
+                            format!("{} below the durable end {durable_end}", e.reason())
+                        } else {
+                            format!(
+                                "{}, but a later record validates: after a process crash only the last \
+                                 record can be torn, so this is damage",
+                                e.reason()
+                            )
+                        },
                     ));
                 }
                 // Resume at the next record that validates (a later number).
-                let resume = cursor.resync(view, cursor.expected + 1, u64::MAX);
+                let resume = cursor.resync(view, cursor.expected.saturating_add(1), u64::MAX);
                 if resume.is_none() && salvage.is_some() && e.offset >= durable_end && cursor.expected >= slot.next_seq
                 {
                     // Nothing validates after it: the records end here.
@@ -386,7 +409,7 @@ fn walk_from(
                 let hint = damaged_body(view, e.offset);
                 let (last, next) = match resume {
                     Some(f) => (f.header.seq - 1, Some(f)),
-                    None => (slot.next_seq.max(cursor.expected + 1) - 1, None),
+                    None => (slot.next_seq.max(cursor.expected.saturating_add(1)) - 1, None),
                 };
                 damage.push(Damage {
                     first: cursor.expected,

@@ -181,17 +181,31 @@ pub(super) fn recover_last(
     report.scanned_bytes = (scanned.end - scanned.start) as u64;
     if let Some((offset, _reason)) = &scanned.stopped {
         // After a clean close nothing was written past the durable end, so
-        // there is nothing stale to look for there. When the previous owner
-        // ran on this boot, nothing stale lies past what it wrote but one
-        // frame it was writing: only that far is looked at.
+        // there is nothing stale to look for there. Otherwise every byte
+        // after the cut that is not zero is zeroed: the span a crash can
+        // have been writing in is read whole when the previous owner ran on
+        // this boot, and beyond it (or, after a reboot, from the cut on)
+        // only what the file system says may hold data (the rest reads as
+        // zeros without being read). So even a `LOCK` wrongly naming this
+        // boot leaves no stale record that could validate later.
         let clean_end = durable.clean && *offset as u64 == durable.durable_end;
-        let until = if env.same_boot {
-            offset.saturating_add(crash_span(env)).min(seg.region.len())
-        } else {
-            seg.region.len()
-        };
-        if !clean_end && zero_stale_tail(&seg, &mut records, *offset, until)? {
-            report.torn_tail = Some((path.to_path_buf(), *offset as u64));
+        if !clean_end {
+            let until = if env.same_boot {
+                offset.saturating_add(crash_span(env)).min(seg.region.len())
+            } else {
+                *offset
+            };
+            let mut zeroed = zero_stale_tail(&seg, &mut records, *offset, until)?;
+            for (from, to) in env.storage.data_ranges(path, until as u64)? {
+                let (from, to) = (
+                    usize::try_from(from).unwrap_or(usize::MAX),
+                    usize::try_from(to).unwrap_or(usize::MAX),
+                );
+                zeroed |= zero_stale_tail(&seg, &mut records, from.max(until), to)?;
+            }
+            if zeroed {
+                report.torn_tail = Some((path.to_path_buf(), *offset as u64));
+            }
         }
     }
     if !report.lost.is_empty() {

@@ -141,6 +141,25 @@ pub(super) fn recover_link(
                 ),
             ));
         }
+        if env.same_boot {
+            // The writer rolls only once every record of a segment is
+            // written, and after a process crash the page cache still
+            // holds them all: records ending early are damage.
+            if !repair {
+                return Err(Error::corrupt(
+                    path,
+                    scanned.end as u64,
+                    format!(
+                        "records end at seq {} but the next segment starts at {next_base}; after a process crash \
+                         nothing can be missing between them: the segment is damaged",
+                        scanned.next_seq
+                    ),
+                ));
+            }
+            drop((seg, records, slots));
+            let fixed = super::repair::repair_sealed(env, channel_id, base, path, Some(next_base), report)?;
+            return Ok(Link::Repaired { gap: fixed.gap });
+        }
         return Ok(Link::Torn);
     }
     // The writer rolled here.

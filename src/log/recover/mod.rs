@@ -72,7 +72,7 @@ pub(super) fn recover(
     let channel_id = entry.id;
     let first_seq = entry.first_seq;
     let repair = env.opts.get_recovery_mode() == RecoveryMode::Repair;
-    let durable_seq = entry.durable_seq.max(floor);
+    let mut durable_seq = entry.durable_seq.max(floor);
     let mut report = ChannelRecovery {
         name: name.to_string(),
         id: channel_id,
@@ -121,12 +121,17 @@ pub(super) fn recover(
     if removed_any {
         storage.sync_dir(dir)?;
     }
-    if entry.newest_base > 0 && !bases.contains(&entry.newest_base) && !repair {
-        return Err(Error::corrupt(
-            dir.join(segment_file_name(entry.newest_base)),
-            0,
-            "this segment file is missing, but the catalog records it as the channel's newest durable segment",
-        ));
+    if newest_missing(entry, &bases) {
+        if !repair {
+            return Err(Error::corrupt(
+                dir.join(segment_file_name(entry.newest_base)),
+                0,
+                "this segment file is missing, but the catalog records it as the channel's newest durable segment",
+            ));
+        }
+        // How many of its messages were durable is unknown; at least its
+        // first seq is never handed out again, and is reported lost.
+        durable_seq = durable_seq.max(entry.newest_base);
     }
     let mut first = first_seq;
     if let Some(first_base) = bases.first() {
@@ -146,6 +151,17 @@ pub(super) fn recover(
                 offset: 0,
             });
             first = *first_base;
+            // Made durable, so that a strict open after this repair finds the
+            // channel as the repair left it.
+            catalog.update(|c| {
+                Ok(match c.by_id_mut(channel_id) {
+                    Some(e) if e.first_seq < first => {
+                        e.first_seq = first;
+                        true
+                    }
+                    _ => false,
+                })
+            })?;
         }
     }
     let mut entries = Vec::with_capacity(bases.len());
@@ -178,10 +194,28 @@ pub(super) fn recover(
     // cannot even be read (its creation was cut by the crash) ends the
     // tail, with every segment after it.
     let unconfirmed = |b: u64| !legacy && (!known_newest || b > entry.newest_base);
-    if let Some(cut) = bases
+    let unusable = bases
         .iter()
-        .position(|&b| unconfirmed(b) && !chain::usable(env, channel_id, b, &dir.join(segment_file_name(b))))
-    {
+        .position(|&b| unconfirmed(b) && !chain::usable(env, channel_id, b, &dir.join(segment_file_name(b))));
+    // On the same boot a segment file has its header from before it got its
+    // name (the page cache keeps it through a process crash): one that
+    // cannot be read is damaged, not a creation the crash cut.
+    let unusable = match unusable {
+        Some(i) if env.same_boot => {
+            let path = dir.join(segment_file_name(bases[i]));
+            if !repair {
+                return Err(Error::corrupt(
+                    &path,
+                    0,
+                    "the segment's header cannot be read; after a process crash it cannot be a creation cut short: damaged",
+                ));
+            }
+            // Repair rewrites the header (see `open_rw`).
+            None
+        }
+        other => other,
+    };
+    if let Some(cut) = unusable {
         for later in bases.split_off(cut) {
             for file in [segment_file_name(later), index_file_name(later)] {
                 let path = dir.join(&file);
@@ -292,6 +326,14 @@ pub(super) fn recover(
         i += 1;
     }
     recovered.entries = entries;
+    if legacy {
+        // A store of format version 1 made every segment durable when it
+        // made it (and sealed all but the last): the catalog now records the
+        // newest, so a later open tells a damaged one from a cut creation.
+        if let Some(last) = recovered.entries.last() {
+            catalog.confirm_segment(channel_id, last.base)?;
+        }
+    }
     if let Some(first) = recovered.pending.first() {
         // Nothing past the first unsealed segment's durable part is known
         // durable: a sync seals the waiting segments first.
@@ -310,41 +352,86 @@ pub(super) fn recover(
                 .map_or_else(|| dir.to_path_buf(), |e| e.path.clone());
             return Err(Error::corrupt(path, 0, why));
         }
-        extend_with_hole(env, dir, channel_id, &mut recovered, durable_seq, &mut report)?;
+        extend_with_hole(
+            env,
+            catalog,
+            dir,
+            channel_id,
+            &mut recovered,
+            durable_seq,
+            Some(&mut report),
+        )?;
+    }
+    if recovered.next_seq < entry.first_seq {
+        // Retention recorded a first retained seq past the records: they
+        // had expired, were not durable yet, and a power loss took them.
+        // The writer continues at the first retained seq, so that no seq
+        // below it is ever handed out again (nothing is lost: the expired
+        // seqs read as `OutOfRange`, as before the crash).
+        extend_with_hole(env, catalog, dir, channel_id, &mut recovered, entry.first_seq - 1, None)?;
     }
     recovered.report = report;
     Ok(recovered)
 }
 
-/// Repair: the channel must reach `durable_seq` but its records end
+/// Whether the catalog's newest segment is missing for no good reason:
+/// retention removes a segment (the newest too) only once every record in
+/// it is below the first retained seq, and never one after a segment it
+/// keeps.
+pub(crate) fn newest_missing(entry: &ChannelEntry, bases: &[u64]) -> bool {
+    let newest = entry.newest_base;
+    let trimmed = entry.first_seq > newest && bases.iter().all(|&b| b > newest);
+    newest > 0 && !bases.contains(&newest) && !trimmed
+}
+
+/// Repair: the channel must reach `through` but its records end
 /// earlier. Seals what is there and starts a segment whose first frame is a
-/// hole over the missing range (reads of it return `Error::Lost`), so that
-/// no seq that may have been durable (and seen by a subscriber) is ever
-/// handed out again.
+/// hole over the missing range (reads of it return `Error::Lost`, or
+/// `OutOfRange` below the first retained seq), so that no seq that may
+/// have been seen is ever handed out again; the segment is on record in
+/// the catalog before the hole is durable. `report`: where the range is
+/// reported lost (`None`: seqs retention had expired).
 fn extend_with_hole(
     env: &Env,
+    catalog: &Catalog,
     dir: &Path,
     channel_id: u64,
     recovered: &mut Recovered,
-    durable_seq: u64,
-    report: &mut ChannelRecovery,
+    through: u64,
+    report: Option<&mut ChannelRecovery>,
 ) -> Result<()> {
     use crate::format::frame::{encode_hole, FRAME_HEADER_LEN};
     use crate::format::segment::SEGMENT_HEADER_LEN;
     use crate::options::MIN_SEGMENT_SIZE;
     use crate::segment::Segment;
 
+    // In order: the segments waiting for their seal, then the last one.
+    for mut pending in std::mem::take(&mut recovered.pending) {
+        if !pending.active.confirmed {
+            pending.active.seg.sync_created(env)?;
+            catalog.confirm_segment(channel_id, pending.active.seg.base)?;
+        }
+        let seal = pending.active.seal(pending.next_seq, pending.last_timestamp)?;
+        if let Some(entry) = recovered.entries.iter().find(|e| e.base == pending.active.seg.base) {
+            entry.set_seal(seal);
+        }
+    }
     let first_lost = recovered.next_seq;
     if let Some(mut active) = recovered.active.take() {
+        if !active.confirmed {
+            active.seg.sync_created(env)?;
+            catalog.confirm_segment(channel_id, active.seg.base)?;
+        }
         let seal = active.seal(recovered.next_seq, recovered.last_timestamp)?;
         if let Some(entry) = recovered.entries.last() {
             entry.set_seal(seal);
         }
     }
     let created = Segment::create_durable(env, dir, channel_id, first_lost, MIN_SEGMENT_SIZE)?;
+    catalog.confirm_segment(channel_id, first_lost)?;
     let seg = Arc::new(created.segment);
     let mut records = created.records;
-    let hole = encode_hole(seg.seed, first_lost, durable_seq, FRAME_HEADER_LEN)
+    let hole = encode_hole(seg.seed, first_lost, through, FRAME_HEADER_LEN)
         .ok_or_else(|| Error::corrupt(&seg.path, 0, "cannot write a hole marker"))?;
     let end = SEGMENT_HEADER_LEN + FRAME_HEADER_LEN;
     let io = Error::io_at(crate::error::IoOp::WriteRecords, &seg.path);
@@ -356,18 +443,20 @@ fn extend_with_hole(
     seg.region
         .sync(0..end)
         .map_err(Error::io_at(crate::error::IoOp::SyncMapping, &seg.path))?;
-    report.lost.push(LostRange {
-        first: first_lost,
-        last: durable_seq,
-        path: seg.path.clone(),
-        offset: SEGMENT_HEADER_LEN as u64,
-    });
+    if let Some(report) = report {
+        report.lost.push(LostRange {
+            first: first_lost,
+            last: through,
+            path: seg.path.clone(),
+            offset: SEGMENT_HEADER_LEN as u64,
+        });
+    }
     let slots = created.slots;
-    let mut active = Active::new(Arc::clone(&seg), records, slots, end, false);
-    active.record_synced(end, durable_seq + 1, recovered.last_timestamp)?;
+    let mut active = Active::new(Arc::clone(&seg), records, slots, end, true);
+    active.record_synced(end, through + 1, recovered.last_timestamp)?;
     recovered.entries.push(SegmentEntry::opened(seg));
     recovered.active = Some(active);
-    recovered.next_seq = durable_seq + 1;
-    recovered.durable_seq = durable_seq;
+    recovered.next_seq = through + 1;
+    recovered.durable_seq = through;
     Ok(())
 }

@@ -111,6 +111,15 @@ pub(super) fn scan(
         match cursor.step(view, true) {
             Ok(frame) => {
                 let h = frame.header;
+                if h.kind() == FrameKind::Hole && repair && env.repair_resumed {
+                    // Made by the interrupted repair, which could not report it.
+                    report.lost.push(LostRange {
+                        first: h.seq,
+                        last: h.timestamp,
+                        path: seg.path.clone(),
+                        offset: frame.offset as u64,
+                    });
+                }
                 if h.kind() == FrameKind::Message {
                     if needs_index_entry(last_indexed, frame.offset, interval) {
                         seg.index.push(IndexEntry {

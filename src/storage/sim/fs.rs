@@ -192,6 +192,12 @@ impl SimInner {
         Ok(())
     }
 
+    /// The simulation keeps no extents: everything from `from` may be data.
+    pub(crate) fn data_ranges(&self, path: &Path, from: u64) -> io::Result<Vec<(u64, u64)>> {
+        let len = self.file_len(path)?;
+        Ok(if from < len { vec![(from, len)] } else { Vec::new() })
+    }
+
     pub(crate) fn write_at(&self, path: &Path, offset: u64, data: &[u8]) -> io::Result<()> {
         let mut st = self.state.lock();
         st.step()?;

@@ -386,10 +386,10 @@ impl SimInner {
             .ok()
             .and_then(|b| String::from_utf8(b).ok())
             .unwrap_or_default();
-        if previous.is_empty() {
-            self.write_file(path, format!("{}\n", std::process::id()).as_bytes())
-                .map_err(|e| Error::io(IoOp::Lock, path, e))?;
-        }
+        // As the real lock: the previous owner's lines are replaced by this
+        // owner's pid at once (its boot line follows once the open is done).
+        self.write_file(path, format!("{}\n", std::process::id()).as_bytes())
+            .map_err(|e| Error::io(IoOp::Lock, path, e))?;
         Ok((LockGuard::Sim(Arc::clone(self), path.to_path_buf()), previous))
     }
 }

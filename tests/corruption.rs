@@ -291,6 +291,9 @@ fn damaged_catalog_and_lock_files() {
 /// from its first mapping stays valid.
 #[test]
 fn repair_mode_reopens_sealed_segments_read_only() {
+    // Enough 4 KiB segments that reading them all closes the first one
+    // (at most 64 small segments stay open).
+    const N: u64 = 4000;
     let sim = spool::sim::SimStorage::new();
     let opts = small(4096);
     {

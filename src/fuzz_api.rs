@@ -175,6 +175,12 @@ pub fn index_file(data: &[u8]) {
 
 fn record_from(r: &mut Recipe<'_>) -> LogRecord {
     let name = |r: &mut Recipe<'_>| format!("s{}", r.below(1000));
+    if r.below(7) == 0 {
+        return LogRecord::Watermark {
+            end: r.below(1 << 40),
+            next_record: r.below(1 << 40),
+        };
+    }
     if r.below(5) == 0 {
         return LogRecord::Remove {
             channel_id: 1 + r.below(9),

@@ -165,3 +165,42 @@ fn commits_survive_power_loss_with_explicit_syncs() {
         run(base.wrapping_add(500 + i), 80, small(16 << 10));
     }
 }
+
+/// A commit made durable by a sync (`Always`) and damaged after a power
+/// loss is found even though the log's header slot was not rewritten: the
+/// watermark record a later sync appended vouches for it.
+#[test]
+fn damaged_durable_commit_is_found_through_a_later_watermark() {
+    use spool::sim::SimStorage;
+    use spool::{Error, Options, StartAt, Store, SyncPolicy};
+    let sim = SimStorage::new();
+    let opts = |sim: &SimStorage| Options::default().sync_policy(SyncPolicy::Always).simulated(sim);
+    let store = Store::open("/w", opts(&sim)).unwrap();
+    let ch = store.channel("c").unwrap();
+    for _ in 0..50 {
+        ch.publish(b"m").unwrap();
+    }
+    let sub = ch.subscribe("s", StartAt::First).unwrap();
+    for pos in 1..=6u64 {
+        sub.commit(pos * 5, format!("state at {}", pos * 5).as_bytes()).unwrap();
+    }
+    let image = sim.power_loss(3);
+    drop((sub, ch));
+    std::mem::forget(store);
+    // Flip a byte in the state of the commit at 15 (durable: `Always`).
+    let mut bytes = image.read("/w/subscribers").unwrap();
+    let at = bytes
+        .windows(11)
+        .position(|w| w == b"state at 15")
+        .expect("the commit at 15");
+    bytes[at + 3] ^= 0x20;
+    image.overwrite("/w/subscribers", &bytes).unwrap();
+    match Store::open("/w", opts(&image)) {
+        Err(Error::Corrupt { detail, .. }) => assert!(detail.contains("watermark"), "{detail}"),
+        Err(e) => panic!("{e}"),
+        Ok(store) => {
+            let s = store.channel("c").unwrap().subscribe("s", StartAt::First).unwrap();
+            panic!("opened with s at {:?}", s.committed());
+        }
+    }
+}

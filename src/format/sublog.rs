@@ -32,6 +32,7 @@ const V2_FIXED_LEN: usize = 64;
 const RECORD_HEADER_LEN: usize = 8;
 const KIND_COMMIT: u8 = 1;
 const KIND_REMOVE: u8 = 2;
+const KIND_WATERMARK: u8 = 3;
 
 /// The fixed part of a version 2 log's header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,8 +135,20 @@ pub(crate) struct Position {
 /// A record of the log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum LogRecord {
-    Commit { entries: Vec<Position>, state: Arc<[u8]> },
-    Remove { channel_id: u64, name: String },
+    Commit {
+        entries: Vec<Position>,
+        state: Arc<[u8]>,
+    },
+    Remove {
+        channel_id: u64,
+        name: String,
+    },
+    /// The log up to byte `end`, where record `next_record` starts, was
+    /// durable when this record was written (see docs/format.md).
+    Watermark {
+        end: u64,
+        next_record: u64,
+    },
 }
 
 /// Version 1: the file header.
@@ -180,6 +193,11 @@ pub(crate) fn encode_body(rec: &LogRecord) -> Vec<u8> {
             body.push(KIND_REMOVE);
             body.extend_from_slice(&channel_id.to_le_bytes());
             put_name(&mut body, name);
+        }
+        LogRecord::Watermark { end, next_record } => {
+            body.push(KIND_WATERMARK);
+            body.extend_from_slice(&end.to_le_bytes());
+            body.extend_from_slice(&next_record.to_le_bytes());
         }
     }
     body
@@ -250,6 +268,10 @@ pub(crate) fn decode_body(body: &[u8]) -> Option<LogRecord> {
         KIND_REMOVE => LogRecord::Remove {
             channel_id: r.u64()?,
             name: name(&mut r)?,
+        },
+        KIND_WATERMARK => LogRecord::Watermark {
+            end: r.u64()?,
+            next_record: r.u64()?,
         },
         _ => return None,
     };

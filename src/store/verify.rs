@@ -75,6 +75,7 @@ impl StoreShared {
                 LogRecord::Remove { channel_id, name } => {
                     positions.remove(&(channel_id, name));
                 }
+                LogRecord::Watermark { .. } => {}
             }
         }
         for ((id, name), pos) in positions {

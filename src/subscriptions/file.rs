@@ -34,6 +34,8 @@ pub(crate) struct LogFile {
     pub(crate) end: usize,
     /// Number of the next record.
     pub(crate) next_record: u64,
+    /// The end the newest watermark (record or slot) claims durable.
+    recorded_end: usize,
 }
 
 /// What a sync of the log must cover, taken under the lock and synced
@@ -83,6 +85,7 @@ impl LogFile {
             records,
             end: V2_HEADER_LEN,
             next_record: header.first_record,
+            recorded_end: V2_HEADER_LEN,
         };
         for (ts, body) in durable {
             file.append(*ts, body)?;
@@ -181,6 +184,7 @@ impl LogFile {
             records,
             end,
             next_record,
+            recorded_end: V2_HEADER_LEN,
         })
     }
 
@@ -233,20 +237,32 @@ impl LogFile {
         }
     }
 
-    /// After `target` was synced: records it in a slot (durable with the
-    /// next msync of the header), unless the file was replaced meanwhile
-    /// (a rewrite is durable as a whole).
+    /// After `target` was synced: records it, durable with the next msync,
+    /// as a watermark record appended after the records (it lands in the
+    /// page the next sync writes anyway, so a sync writes one page where a
+    /// slot in the header would make it two), or in a slot when no record
+    /// fits any more. Nothing when the file was replaced meanwhile or the
+    /// target is already recorded.
     pub(crate) fn record_synced(&mut self, target: &SyncTarget) -> Result<()> {
-        let w = self.slots.written();
-        if !Arc::ptr_eq(&self.region, &target.region) || w.durable_end >= target.end as u64 {
+        if !Arc::ptr_eq(&self.region, &target.region) || self.recorded_end >= target.end {
             return Ok(());
         }
-        let slot = Slot {
-            durable_end: target.end as u64,
-            next_seq: target.next_record,
-            ..Slot::empty(self.header.first_record)
-        };
-        self.slots.write(self.seed, &self.path, slot)
+        let mark = crate::format::sublog::encode_body(&crate::format::sublog::LogRecord::Watermark {
+            end: target.end as u64,
+            next_record: target.next_record,
+        });
+        if self.fits(mark.len()) && !self.slots.written().clean {
+            self.append(0, &mark)?;
+        } else {
+            let slot = Slot {
+                durable_end: target.end as u64,
+                next_seq: target.next_record,
+                ..Slot::empty(self.header.first_record)
+            };
+            self.slots.write(self.seed, &self.path, slot)?;
+        }
+        self.recorded_end = target.end;
+        Ok(())
     }
 
     /// At close, after a sync of everything: durably records that nothing
@@ -256,6 +272,10 @@ impl LogFile {
         if w.clean && w.durable_end == self.end as u64 {
             return Ok(());
         }
+        // A watermark record appended after the last sync is not durable yet.
+        self.region
+            .sync(0..self.end)
+            .map_err(Error::io_at(IoOp::SyncMapping, &self.path))?;
         let slot = Slot {
             durable_end: self.end as u64,
             next_seq: self.next_record,

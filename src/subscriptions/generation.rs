@@ -76,7 +76,7 @@ fn compact_tail(tail: &[(u64, u64, Vec<u8>)], from: u64) -> Vec<TailItem> {
         match decode_body(body) {
             Some(LogRecord::Commit { entries, .. }) => entries.into_iter().map(|e| (e.channel_id, e.name)).collect(),
             Some(LogRecord::Remove { channel_id, name }) => vec![(channel_id, name)],
-            None => Vec::new(),
+            Some(LogRecord::Watermark { .. }) | None => Vec::new(),
         }
     };
     let mut last: HashMap<SubKey, usize> = HashMap::new();

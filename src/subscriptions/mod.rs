@@ -106,6 +106,7 @@ fn apply(durable: &mut HashMap<SubKey, Durable>, recno: u64, timestamp: u64, rec
         LogRecord::Remove { channel_id, name } => {
             durable.remove(&(channel_id, name));
         }
+        LogRecord::Watermark { .. } => {}
     }
 }
 

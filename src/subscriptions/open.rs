@@ -53,7 +53,7 @@ impl Subscriptions {
                 LogRecord::Commit { entries, .. } => entries
                     .iter()
                     .any(|e| last_seqs.get(&e.channel_id).is_some_and(|last| top(e) > *last)),
-                LogRecord::Remove { .. } => false,
+                LogRecord::Remove { .. } | LogRecord::Watermark { .. } => false,
             };
             if beyond && s.recno >= scan.durable_before {
                 // Never durable, and its channel lost the messages it points
@@ -110,6 +110,7 @@ impl Subscriptions {
                     entries.iter().map(|e| (e.channel_id, e.name.clone())).collect()
                 }
                 Some(LogRecord::Remove { channel_id, name }) => vec![(*channel_id, name.clone())],
+                Some(LogRecord::Watermark { .. }) => Vec::new(),
                 None => Vec::new(),
             };
             let named: Vec<(u64, String)> = named

@@ -348,6 +348,8 @@ fn walk_from(
     let mut records = Vec::new();
     let mut damage = Vec::new();
     let mut torn_at = None;
+    // The newest durable watermark seen: the slot's, then watermark records.
+    let mut claimed_next = slot.next_seq;
     while cursor.offset < len {
         match cursor.step(view, true) {
             Ok(frame) => {
@@ -367,6 +369,12 @@ fn walk_from(
                         "subscriber record has a valid checksum but does not parse",
                     )
                 })?;
+                if let LogRecord::Watermark { end, next_record } = record {
+                    // It can only vouch for what lies before it.
+                    if end <= frame.offset as u64 && next_record <= frame.header.seq {
+                        claimed_next = claimed_next.max(next_record);
+                    }
+                }
                 records.push(Scanned {
                     recno: frame.header.seq,
                     timestamp: frame.header.timestamp,
@@ -374,21 +382,25 @@ fn walk_from(
                     record,
                 });
             }
-            Err(e)
-                if e.offset < durable_end
-                    || cursor.expected < slot.next_seq
-                    || salvage.is_some()
-                    || (same_boot
-                        && cursor
-                            .resync(view, cursor.expected.saturating_add(1), u64::MAX)
-                            .is_some()) =>
-            {
+            Err(e) => {
+                let below = e.offset < durable_end || cursor.expected < slot.next_seq;
+                let vouched = !below && later_watermark(view, seed, cursor).is_some_and(|end| end > e.offset as u64);
+                let followed = same_boot
+                    && cursor
+                        .resync(near(view, e.offset), cursor.expected.saturating_add(1), u64::MAX)
+                        .is_some();
+                if !(below || vouched || followed || salvage.is_some()) {
+                    torn_at = Some(e.offset);
+                    break;
+                }
                 if !repair {
                     return Err(Error::corrupt(
                         path,
                         e.offset as u64,
                         if e.offset < durable_end || cursor.expected < slot.next_seq {
                             format!("{} below the durable end {durable_end}", e.reason())
+                        } else if vouched {
+                            format!("{}, below a durable watermark recorded after it", e.reason())
                         } else {
                             format!(
                                 "{}, but a later record validates: after a process crash only the last \
@@ -426,10 +438,6 @@ fn walk_from(
                     }
                 }
             }
-            Err(e) => {
-                torn_at = Some(e.offset);
-                break;
-            }
         }
     }
     if torn_at.is_none() && cursor.expected < slot.next_seq {
@@ -453,7 +461,7 @@ fn walk_from(
             detail: "the file ends before them".into(),
         });
     }
-    let durable_before = if slot.clean { u64::MAX } else { slot.next_seq };
+    let durable_before = if slot.clean { u64::MAX } else { claimed_next };
     // After a clean close nothing was written past the durable end.
     if slot.clean && torn_at == Some(durable_end) {
         torn_at = None;
@@ -474,6 +482,42 @@ fn walk_from(
         damage,
         rewrite,
     })
+}
+
+/// The furthest end a valid watermark record after the bad record at
+/// `at` vouches for (records after a bad one are found by resyncing).
+/// How far past a bad record the log is searched for records that
+/// validate: records a sync covers are followed by its watermark within
+/// what one sync writes, and the rest of a preallocated file is zeros, not
+/// worth probing every 8 bytes of.
+const LOOK_AHEAD: usize = 1 << 20;
+
+/// `view` cut `LOOK_AHEAD` bytes past `at`.
+fn near(view: SegmentBytes<'_>, at: usize) -> SegmentBytes<'_> {
+    SegmentBytes {
+        base: view.base,
+        bytes: view
+            .bytes
+            .get(..at.saturating_add(LOOK_AHEAD).saturating_sub(view.base))
+            .unwrap_or(view.bytes),
+    }
+}
+
+fn later_watermark(view: SegmentBytes<'_>, seed: u32, at: FrameCursor) -> Option<u64> {
+    use crate::format::frame::FRAME_HEADER_LEN;
+    let view = near(view, at.offset);
+    let mut best: Option<u64> = None;
+    let mut from = FrameCursor::new(seed, at.offset + FRAME_HEADER_LEN, at.expected.saturating_add(1));
+    while let Some(f) = from.resync(view, from.expected, u64::MAX) {
+        let body = view.get(f.offset + FRAME_HEADER_LEN, f.header.payload_len());
+        if let Some(LogRecord::Watermark { end, .. }) = body.and_then(decode_body) {
+            if end <= f.offset as u64 {
+                best = Some(best.map_or(end, |b| b.max(end)));
+            }
+        }
+        from = FrameCursor::new(seed, f.end(), f.header.next_seq());
+    }
+    best
 }
 
 /// The record body of the (invalid) frame at `offset`, if its length is

@@ -162,10 +162,10 @@ impl Log {
         if from == a.offset {
             return Ok(());
         }
+        a.seg.trust_written(from, a.offset);
         a.records
             .publish(a.offset)
             .map_err(|e| self.env.fail(write_error(&a.seg.path)(e)))?;
-        a.seg.extend_trust(from, a.offset);
         self.last_timestamp.store(st.last_timestamp, Ordering::Release);
         self.last_seq.store(st.next_seq - 1, Ordering::Release);
         Ok(())

@@ -254,6 +254,17 @@ impl Segment {
             .compare_exchange(from, to, Ordering::AcqRel, Ordering::Relaxed);
     }
 
+    /// The writer's records `[from, to)` extend the validated prefix when it
+    /// ends at `from`. Called before they are published, so no reader
+    /// extends it there at the same time: a plain store, not a
+    /// read-modify-write on every publish.
+    #[inline]
+    pub(crate) fn trust_written(&self, from: usize, to: usize) {
+        if self.trusted_end.load(Ordering::Acquire) == from {
+            self.trusted_end.store(to, Ordering::Release);
+        }
+    }
+
     fn corrupt(&self, offset: usize, detail: impl Into<String>) -> Error {
         Error::corrupt(&self.path, offset as u64, detail)
     }

@@ -259,10 +259,19 @@ impl Region {
     /// so appends do not take a page fault per fresh page. Best effort:
     /// kernels without it (before 5.14) just fault on first write.
     pub(crate) fn prefault(&self, range: Range<usize>) {
+        // In steps: each call holds the process's mmap lock for reading
+        // while it zero-fills pages, and a mapping being made meanwhile (a
+        // new segment) waits for it with every page fault queued behind:
+        // short steps keep the writer's stalls short.
+        const STEP: usize = 256 << 10;
         let end = range.end.min(self.len);
-        let start = range.start.min(end);
+        let mut at = range.start.min(end);
         if let Backing::Map(map) = &self.backing {
-            let _ = map.advise_range(memmap2::Advice::PopulateWrite, start, end - start);
+            while at < end {
+                let len = STEP.min(end - at);
+                let _ = map.advise_range(memmap2::Advice::PopulateWrite, at, len);
+                at += len;
+            }
         }
     }
 

@@ -14,6 +14,7 @@
 //! snapshot of the segment list. A sync's msync runs without the lock.
 
 mod append;
+mod follow;
 mod read;
 mod recover;
 mod seal;

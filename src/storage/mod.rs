@@ -69,6 +69,29 @@ impl Storage {
         Storage::Sim(sim.inner())
     }
 
+    /// The same storage, refusing every change (a store attached
+    /// read-only). The simulated storage is returned as it is: its tests
+    /// compare images instead.
+    pub(crate) fn read_only_view(&self) -> Storage {
+        match self {
+            Storage::Real(_) => Storage::Real(RealStorage::read_only()),
+            Storage::Sim(s) => Storage::Sim(Arc::clone(s)),
+        }
+    }
+
+    /// Whether `path` exists and is a directory: `None` when it does not
+    /// exist, an error when it cannot be told (no permission).
+    pub(crate) fn probe(&self, path: &Path) -> Result<Option<bool>> {
+        match self {
+            Storage::Real(_) => match std::fs::metadata(path) {
+                Ok(m) => Ok(Some(m.is_dir())),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(Error::io(IoOp::Stat, path, e)),
+            },
+            Storage::Sim(s) => Ok(s.exists(path).then(|| s.is_dir(path))),
+        }
+    }
+
     pub(crate) fn create_dir_all(&self, path: &Path) -> Result<()> {
         dispatch!(self, s => s.create_dir_all(path)).map_err(|e| Error::io(IoOp::CreateDir, path, e))
     }

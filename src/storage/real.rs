@@ -12,16 +12,33 @@ use super::LockGuard;
 use crate::error::{Error, IoOp, Result};
 use crate::mmap::{preallocate, Region, RegionParts};
 
-/// The real file system.
+/// The real file system. A read-only one (a store attached read-only)
+/// refuses every call that could change a file: a bug there is an error,
+/// never a write into a store another process owns.
 #[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct RealStorage;
+pub(crate) struct RealStorage {
+    read_only: bool,
+}
 
 fn usize_len(len: u64) -> io::Result<usize> {
     usize::try_from(len).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file too large to map"))
 }
 
 impl RealStorage {
+    /// The same file system, refusing every change.
+    pub(crate) fn read_only() -> RealStorage {
+        RealStorage { read_only: true }
+    }
+
+    fn writable(&self) -> io::Result<()> {
+        if self.read_only {
+            return Err(io::Error::other("refused: the store is open read-only"));
+        }
+        Ok(())
+    }
+
     pub(crate) fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.writable()?;
         fs::create_dir_all(path)
     }
 
@@ -80,14 +97,17 @@ impl RealStorage {
     }
 
     pub(crate) fn write_file(&self, path: &Path, data: &[u8]) -> io::Result<()> {
+        self.writable()?;
         fs::write(path, data)
     }
 
     pub(crate) fn sync_file(&self, path: &Path) -> io::Result<()> {
+        self.writable()?;
         File::open(path)?.sync_data()
     }
 
     pub(crate) fn write_at(&self, path: &Path, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.writable()?;
         use std::os::unix::fs::FileExt;
         OpenOptions::new()
             .write(true)
@@ -98,6 +118,7 @@ impl RealStorage {
     }
 
     pub(crate) fn extend_file(&self, path: &Path, len: u64) -> io::Result<()> {
+        self.writable()?;
         let file = OpenOptions::new().write(true).open(path)?;
         if file.metadata()?.len() < len {
             file.set_len(len)?;
@@ -107,18 +128,22 @@ impl RealStorage {
     }
 
     pub(crate) fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        self.writable()?;
         File::open(path)?.sync_all()
     }
 
     pub(crate) fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.writable()?;
         fs::rename(from, to)
     }
 
     pub(crate) fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.writable()?;
         fs::remove_file(path)
     }
 
     pub(crate) fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        self.writable()?;
         fs::remove_dir(path)
     }
 
@@ -133,12 +158,14 @@ impl RealStorage {
     }
 
     pub(crate) fn create_region(&self, path: &Path, len: u64, records_start: usize) -> io::Result<RegionParts> {
+        self.writable()?;
         let file = OpenOptions::new().read(true).write(true).create_new(true).open(path)?;
         preallocate(&file, len)?;
         Region::map_file(file, usize_len(len)?, records_start)
     }
 
     pub(crate) fn open_region(&self, path: &Path, records_start: usize) -> io::Result<RegionParts> {
+        self.writable()?;
         let file = OpenOptions::new().read(true).write(true).open(path)?;
         let len = file.metadata()?.len();
         Region::map_file(file, usize_len(len)?, records_start)
@@ -156,6 +183,7 @@ impl RealStorage {
     }
 
     pub(crate) fn lock(&self, path: &Path) -> Result<(LockGuard, String)> {
+        self.writable().map_err(|e| Error::io(IoOp::Lock, path, e))?;
         let file = OpenOptions::new()
             .read(true)
             .write(true)

@@ -1,9 +1,12 @@
 //! The store: one directory, one lock, a catalog of channels, and the
 //! services that run on it (flusher, compaction, verify).
 
+mod attach;
 mod compaction;
+mod existing;
 mod flusher;
 mod open;
+mod poller;
 mod verify;
 
 use std::collections::HashMap;
@@ -56,6 +59,8 @@ pub(crate) struct StoreShared {
     compactor: Mutex<Option<Compactor>>,
     prefaulter: Mutex<Option<Prefaulter>>,
     worker: Mutex<Option<Worker>>,
+    /// Read-only attach: the thread following the owner.
+    poller: Mutex<Option<poller::Poller>>,
     lock: Mutex<Option<LockGuard>>,
     closed: AtomicBool,
     report: RecoveryReport,
@@ -109,6 +114,9 @@ impl Store {
     pub fn channel_with_limits(&self, name: &str, limits: Limits) -> Result<Channel> {
         validate_name(name)?;
         limits.validate()?;
+        if self.shared.env.read_only {
+            return self.attached_channel(name);
+        }
         let shared = &self.shared;
         shared.env.check_writable()?;
         if let Some(core) = shared.channels.read().get(name) {
@@ -167,15 +175,27 @@ impl Store {
         Ok(())
     }
 
-    /// The existing channel `name`; `NoSuchChannel` if there is none.
+    /// The existing channel `name`; `NoSuchChannel` if there is none (on
+    /// a read-only store, after a fresh look at the catalog).
     pub fn open_channel(&self, name: &str) -> Result<Channel> {
         validate_name(name)?;
-        self.shared
-            .channels
-            .read()
-            .get(name)
-            .map(|core| Channel { core: Arc::clone(core) })
-            .ok_or_else(|| Error::NoSuchChannel { name: name.to_string() })
+        let found = || {
+            self.shared
+                .channels
+                .read()
+                .get(name)
+                .map(|core| Channel { core: Arc::clone(core) })
+        };
+        if let Some(channel) = found() {
+            return Ok(channel);
+        }
+        if self.shared.env.read_only {
+            self.shared.refresh(false)?;
+            if let Some(channel) = found() {
+                return Ok(channel);
+            }
+        }
+        Err(Error::NoSuchChannel { name: name.to_string() })
     }
 
     /// Names of all channels, sorted.
@@ -203,6 +223,7 @@ impl Store {
     /// returns when it is done: for tests and tools. The background thread
     /// runs the same pass every `Options::compact_interval`.
     pub fn compact_now(&self) -> Result<CompactionReport> {
+        self.shared.env.check_writable()?;
         match self.shared.compactor.lock().as_ref() {
             Some(c) => c.compact_now(&self.shared),
             None => Err(Error::Closed),
@@ -344,6 +365,17 @@ impl StoreShared {
 
     fn close(&self) -> Result<()> {
         if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        if self.env.read_only {
+            // Nothing to sync or release: stop following, wake readers.
+            self.env.stop_writes();
+            if let Some(poller) = self.poller.lock().take() {
+                poller.stop();
+            }
+            for core in self.channel_list() {
+                core.log.arrivals.wake();
+            }
             return Ok(());
         }
         // First: no write starts from now on.

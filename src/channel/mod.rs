@@ -1,5 +1,6 @@
 //! A channel: a log plus the subscriptions on it.
 
+mod inspect;
 mod queue_group;
 mod subscriber;
 
@@ -16,6 +17,7 @@ use crate::log::{Log, Messages};
 use crate::message::Message;
 use crate::subscriptions::Subscriptions;
 
+pub use inspect::{SubscriberInfo, SubscriptionKind};
 pub use queue_group::{Delivery, QueueMember, QueueOptions};
 pub use subscriber::{StartAt, Subscriber};
 

@@ -19,8 +19,9 @@ use crate::report::VerifyReport;
 
 impl Log {
     /// Checks this log's directory and files into `report`. A channel
-    /// deleted meanwhile is skipped.
-    pub(crate) fn verify(&self, report: &mut VerifyReport) -> Result<()> {
+    /// deleted meanwhile is skipped. `progress` is told the bytes of each
+    /// segment file read.
+    pub(crate) fn verify(&self, report: &mut VerifyReport, progress: &mut dyn FnMut(u64)) -> Result<()> {
         let storage = &self.env.storage;
         // Only what was published when the check started is checked: the
         // directory, the active segment's published end and the last seq,
@@ -34,12 +35,24 @@ impl Log {
             };
             // The active segment and those rolled away from and not sealed
             // yet: checked up to their end now, and not required sealed.
-            let live: Vec<(u64, usize)> = st
-                .active
-                .iter()
-                .chain(st.sealing.iter().map(|s| &s.active))
-                .map(|a| (a.seg.base, a.records.region().published()))
-                .collect();
+            let live: Vec<(u64, usize)> = if self.env.read_only {
+                // Attached read-only: what the follower validated, up to
+                // its end (the owner may not have sealed it on disk yet).
+                self.table
+                    .snapshot()
+                    .iter()
+                    .filter_map(|e| match e.segment() {
+                        Some(seg) => Some((e.base, seg.region.published())),
+                        None => e.seal().map(|s| (e.base, usize::try_from(s.durable_end).unwrap_or(0))),
+                    })
+                    .collect()
+            } else {
+                st.active
+                    .iter()
+                    .chain(st.sealing.iter().map(|s| &s.active))
+                    .map(|a| (a.seg.base, a.records.region().published()))
+                    .collect()
+            };
             (names, live, self.last_seq())
         };
         if self.is_deleted() {
@@ -48,6 +61,12 @@ impl Log {
         }
         let mut bases: Vec<u64> = names.iter().filter_map(|n| parse_segment_name(n)).collect();
         bases.sort_unstable();
+        if self.env.read_only {
+            // Segments the owner made after the follower's last look are
+            // past the snapshot: being written, not checked.
+            let newest = self.table.snapshot().iter().last().map(|e| e.base);
+            bases.retain(|&b| newest.is_some_and(|n| b <= n));
+        }
         for n in &names {
             let known = parse_segment_name(n).is_some() || parse_index_name(n).is_some_and(|b| bases.contains(&b));
             if n.contains(".damaged") {
@@ -92,7 +111,7 @@ impl Log {
             let path = self.dir.join(segment_file_name(base));
             let is_last = i + 1 == bases.len();
             let published = live_end.iter().find(|(b, _)| *b == base).map(|(_, end)| *end);
-            let next = match self.verify_segment(base, &path, is_last, published, report) {
+            let next = match self.verify_segment(base, &path, is_last, published, report, progress) {
                 Ok(next) => next,
                 // Deleted while we read it: the channel is gone.
                 Err(_) if self.is_deleted() => return Ok(()),
@@ -130,9 +149,16 @@ impl Log {
         is_last: bool,
         published: Option<usize>,
         report: &mut VerifyReport,
+        progress: &mut dyn FnMut(u64),
     ) -> Result<Option<u64>> {
         let bytes = match self.env.storage.read_file(path, MAX_SEGMENT_SIZE) {
-            Ok(b) => b,
+            Ok(b) => {
+                progress(b.len() as u64);
+                b
+            }
+            // Removed by retention since the directory was listed: nothing
+            // to check (the catalog's first retained seq is past it).
+            Err(_) if self.removed_by_retention(base, path) => return Ok(None),
             // A directory in its place, unreadable blocks: found, not fatal
             // (unless the channel is being deleted: then nothing is).
             Err(Error::Io { source, .. }) if !self.is_deleted() => {
@@ -226,6 +252,17 @@ impl Log {
         let checked_to = published.map(|_| offset);
         self.verify_index(base, path, bytes.len(), &frames, checked_to, report);
         Ok(Some(expected))
+    }
+
+    /// Whether the segment file at `base` is gone because retention
+    /// removed it (its records are all below the first retained seq).
+    fn removed_by_retention(&self, base: u64, path: &Path) -> bool {
+        if self.env.storage.exists(path) {
+            return false;
+        }
+        self.catch_up();
+        // Retention takes a segment out of the list before it removes it.
+        self.table.snapshot().iter().all(|e| e.base != base)
     }
 
     /// An index file, if present, must decode and point at real records.

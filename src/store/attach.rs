@@ -20,10 +20,6 @@ use crate::options::Options;
 use crate::report::RecoveryReport;
 use crate::subscriptions::Subscriptions;
 
-/// How often a subscribers log that changed while it was read (the owner
-/// rewrote it into a new generation) is read again before giving up.
-const SUBSCRIBER_READ_TRIES: usize = 5;
-
 impl Store {
     /// Opens the store at `path` read-only, whether another process owns
     /// it (an application running on it) or nobody does. Same as
@@ -109,7 +105,7 @@ impl Store {
         let storage = opts.storage_backend().read_only_view();
         let env = Arc::new(Env::new(root.clone(), opts.clone(), storage, false));
         let catalog = Catalog::read_only(&env)?;
-        let subs = read_subscribers(&env, &catalog)?;
+        let subs = Subscriptions::attached(Arc::clone(&env), Arc::clone(&catalog))?;
         let shared = Arc::new(StoreShared {
             env,
             catalog,
@@ -143,27 +139,17 @@ impl Store {
     }
 }
 
-/// The owner's subscriber state; the log may be rewritten into a new
-/// generation while it is read (then the catalog names a newer one).
-fn read_subscribers(env: &Arc<Env>, catalog: &Arc<Catalog>) -> Result<Arc<Subscriptions>> {
-    let mut tries = 0;
-    loop {
-        match Subscriptions::attached(Arc::clone(env), Arc::clone(catalog)) {
-            Err(Error::Corrupt { .. }) if tries + 1 < SUBSCRIBER_READ_TRIES => {
-                tries += 1;
-                catalog.reload()?;
-            }
-            other => return other,
-        }
-    }
-}
-
 impl StoreShared {
     /// Read-only attach: one look at what the owner did (catalog,
     /// channels, their records; with `subscribers`, the subscribers log
     /// too). One at a time.
     pub(crate) fn refresh(&self, subscribers: bool) -> Result<()> {
         let _one = self.lifecycle.lock();
+        self.refresh_locked(subscribers)
+    }
+
+    /// [`refresh`](Self::refresh), under the lifecycle lock.
+    pub(crate) fn refresh_locked(&self, subscribers: bool) -> Result<()> {
         if self.env.is_closed() {
             return Err(Error::Closed);
         }
@@ -203,15 +189,6 @@ impl StoreShared {
 
     /// Read-only attach: reads the owner's subscribers log again.
     pub(crate) fn reload_subscribers(&self) -> Result<()> {
-        let mut tries = 0;
-        loop {
-            match self.subs.reload() {
-                Err(Error::Corrupt { .. }) if tries + 1 < SUBSCRIBER_READ_TRIES => {
-                    tries += 1;
-                    self.catalog.reload()?;
-                }
-                other => return other,
-            }
-        }
+        self.subs.reload()
     }
 }

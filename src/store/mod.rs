@@ -2,6 +2,7 @@
 //! services that run on it (flusher, compaction, verify).
 
 mod attach;
+mod backup;
 mod compaction;
 mod existing;
 mod flusher;
@@ -254,7 +255,26 @@ impl Store {
     /// subscriber positions against the log, no orphan files) and reports
     /// each problem with its path and offset. Reads only; changes nothing.
     pub fn verify(&self) -> Result<VerifyReport> {
-        self.shared.verify()
+        self.shared.verify(&mut |_| {})
+    }
+
+    /// [`verify`](Self::verify), telling `progress` how many bytes of
+    /// segment files were read so far (after each file). On a store
+    /// attached read-only it checks what the owner had written when it
+    /// started (segments made after that are left out).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = spool::Store::open(dir.path(), spool::Options::default())?;
+    /// store.channel("c")?.publish(b"x")?;
+    /// let mut last = spool::Progress::default();
+    /// let report = store.verify_with_progress(|p| last = p)?;
+    /// assert!(report.is_ok());
+    /// assert_eq!(last.done, last.total);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn verify_with_progress(&self, mut progress: impl FnMut(crate::Progress)) -> Result<VerifyReport> {
+        self.shared.verify(&mut progress)
     }
 
     /// What recovery found and did when this store was opened: per

@@ -15,7 +15,10 @@ use super::file::LogFile;
 use super::{apply, Durable, LogState, SubKey, Subscriptions};
 use crate::catalog::Catalog;
 use crate::env::Env;
-use crate::error::Result;
+use crate::error::{Error, Result};
+
+/// How often a log that changed while it was read is read again.
+const READ_TRIES: usize = 5;
 use crate::format::catalog::CatalogData;
 use crate::format::frame::frame_len;
 use crate::format::sublog::{encode_body, log_seed, LogHeader, LogRecord, Position, LOG_FILE, V2_HEADER_LEN};
@@ -44,7 +47,6 @@ impl Subscriptions {
     /// here (`Error::ReadOnly`), but the type holds a log file to append
     /// to: it gets an empty one in memory, never used.
     pub(crate) fn attached(env: Arc<Env>, catalog: Arc<Catalog>) -> Result<Arc<Subscriptions>> {
-        let durable = read_latest(&env, &catalog.snapshot())?;
         let sim = crate::storage::sim::SimStorage::new();
         let memory = Storage::simulated(&sim);
         let dir = Path::new("/attached");
@@ -56,11 +58,11 @@ impl Subscriptions {
             store_id: 1,
         };
         let file = LogFile::create(&memory, &dir.join(LOG_FILE), header, log_seed(1, 1), &[], &[])?;
-        Ok(Arc::new(Subscriptions {
+        let subs = Arc::new(Subscriptions {
             path: env.root.join(LOG_FILE),
             commit: GroupCommit::new(0),
             dirty: AtomicBool::new(false),
-            durable: Mutex::new(durable),
+            durable: Mutex::new(HashMap::new()),
             in_use: Mutex::new(HashSet::new()),
             log: Mutex::new(LogState {
                 file,
@@ -68,15 +70,33 @@ impl Subscriptions {
             }),
             env,
             catalog,
-        }))
+        });
+        subs.reload()?;
+        Ok(subs)
     }
 
     /// Read-only attach: replaces the subscriber state with what the
-    /// owner's log holds now.
+    /// owner's log holds now. The owner may rewrite the log into a new
+    /// generation while it is read: then the catalog is read again, and
+    /// the log after it.
     pub(crate) fn reload(&self) -> Result<()> {
-        let durable = read_latest(&self.env, &self.catalog.snapshot())?;
+        let mut tries = 0;
+        let durable = loop {
+            match read_latest(&self.env, &self.catalog.snapshot()) {
+                Err(Error::Corrupt { .. }) if tries + 1 < READ_TRIES => {
+                    tries += 1;
+                    self.catalog.reload()?;
+                }
+                other => break other?,
+            }
+        };
         *self.durable.lock() = durable;
         Ok(())
+    }
+
+    /// Whether a handle of this process has the subscriber open.
+    pub(crate) fn is_open(&self, key: &SubKey) -> bool {
+        self.in_use.lock().contains(key)
     }
 
     /// Every subscriber's and queue group's latest commit, taken at once

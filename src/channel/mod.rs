@@ -3,6 +3,7 @@
 mod inspect;
 mod queue_group;
 mod subscriber;
+mod wait;
 
 use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -290,6 +290,25 @@ impl Store {
         self.shared.env.failure()
     }
 
+    /// Bytes the store's files take, as their lengths say (segments with
+    /// their preallocated part, index files, catalog, subscribers log).
+    pub fn disk_usage(&self) -> Result<u64> {
+        let storage = &self.shared.env.storage;
+        let mut total = 0;
+        let mut dirs = vec![self.shared.env.root.clone()];
+        while let Some(dir) = dirs.pop() {
+            for name in storage.list_dir(&dir)? {
+                let path = dir.join(name);
+                if storage.is_dir(&path) {
+                    dirs.push(path);
+                } else {
+                    total += storage.file_len(&path).unwrap_or(0);
+                }
+            }
+        }
+        Ok(total)
+    }
+
     /// The store's directory.
     pub fn path(&self) -> &Path {
         &self.shared.env.root

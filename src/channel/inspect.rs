@@ -75,6 +75,9 @@ impl Channel {
         let core = &self.core;
         if core.log.env().read_only {
             core.subs.reload()?;
+            // Commits read just now may point at messages the follower
+            // has not seen yet: look at the channel after the log.
+            core.log.follow_now()?;
         }
         let id = self.id();
         let (first, last) = (self.first_seq(), self.last_seq());

@@ -393,6 +393,14 @@ impl Log {
             .min())
     }
 
+    /// Read-only attach: one look now at what the owner appended (as the
+    /// follower thread would), with the channel's catalog entry as last
+    /// read.
+    pub(crate) fn follow_now(&self) -> Result<bool> {
+        let entry = self.catalog.snapshot().channels.into_values().find(|e| e.id == self.id);
+        self.follow(entry.as_ref())
+    }
+
     /// After a read failed on a store attached read-only: the owner may
     /// have removed the segment (retention) before the poll saw it, so the
     /// catalog is read again and its first retained seq applied now.

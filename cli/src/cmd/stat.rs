@@ -124,11 +124,13 @@ pub fn run(dir: &Path, json: bool, out: &mut dyn Write) -> Result<Outcome, CliEr
             Err(spool::Error::NoSuchChannel { .. }) => continue,
             Err(e) => return Err(e.into()),
         };
+        // Subscribers first: the channel as read after them holds every
+        // message their commits point at.
+        let subs: Vec<SubscriberInfo> = ch.subscribers()?;
         let stats = ch.stats();
         let oldest = (stats.messages > 0)
             .then(|| ch.get(stats.first_seq).ok().map(|m| m.timestamp()))
             .flatten();
-        let subs: Vec<SubscriberInfo> = ch.subscribers()?;
         channels.push(ChannelJson {
             name: name.clone(),
             id: stats.id,

@@ -363,8 +363,10 @@ impl Log {
                 self.last_seq.fetch_max(last, Ordering::AcqRel);
                 added = true;
             }
+            // A segment holds at least one record before the owner rolls
+            // away from it (the next file is named after the seq due).
             let next = self.dir.join(segment_file_name(st.next_seq));
-            if !storage.exists(&next) {
+            if st.next_seq == tail.base || !storage.exists(&next) {
                 break;
             }
             // The owner rolled: every record of this segment was written

@@ -17,6 +17,14 @@ use crate::index::{decode_file, IndexEntry, IndexExpectation, SegmentIndex, IDX_
 use crate::options::MAX_SEGMENT_SIZE;
 use crate::report::VerifyReport;
 
+/// How segment files are read: one buffer for all of them (up to a
+/// segment's size, instead of fresh memory faulted in for each), and who
+/// is told the bytes read.
+struct Reading<'a> {
+    progress: &'a mut dyn FnMut(u64),
+    buf: Vec<u8>,
+}
+
 impl Log {
     /// Checks this log's directory and files into `report`. A channel
     /// deleted meanwhile is skipped. `progress` is told the bytes of each
@@ -107,11 +115,15 @@ impl Log {
             _ => {}
         }
         let mut expected_base = None;
+        let mut reading = Reading {
+            progress,
+            buf: Vec::new(),
+        };
         for (i, &base) in bases.iter().enumerate() {
             let path = self.dir.join(segment_file_name(base));
             let is_last = i + 1 == bases.len();
             let published = live_end.iter().find(|(b, _)| *b == base).map(|(_, end)| *end);
-            let next = match self.verify_segment(base, &path, is_last, published, report, progress) {
+            let next = match self.verify_segment(base, &path, is_last, published, report, &mut reading) {
                 Ok(next) => next,
                 // Deleted while we read it: the channel is gone.
                 Err(_) if self.is_deleted() => return Ok(()),
@@ -149,12 +161,16 @@ impl Log {
         is_last: bool,
         published: Option<usize>,
         report: &mut VerifyReport,
-        progress: &mut dyn FnMut(u64),
+        reading: &mut Reading<'_>,
     ) -> Result<Option<u64>> {
-        let bytes = match self.env.storage.read_file(path, MAX_SEGMENT_SIZE) {
-            Ok(b) => {
-                progress(b.len() as u64);
-                b
+        let bytes = match self
+            .env
+            .storage
+            .read_file_into(path, MAX_SEGMENT_SIZE, &mut reading.buf)
+        {
+            Ok(()) => {
+                (reading.progress)(reading.buf.len() as u64);
+                &reading.buf[..]
             }
             // Removed by retention since the directory was listed: nothing
             // to check (the catalog's first retained seq is past it).
@@ -182,7 +198,7 @@ impl Log {
             report.problem(path, Some(0), "header does not match the file's channel, name or size");
             return Ok(None);
         }
-        let slot = read_slot(&bytes, self.id, base, header.segment_len).map(|(s, _)| s);
+        let slot = read_slot(bytes, self.id, base, header.segment_len).map(|(s, _)| s);
         // The segment that was active at the snapshot is checked up to its
         // published end then, even if it was sealed since.
         let sealed = slot.filter(|s| s.sealed && published.is_none());
@@ -200,7 +216,7 @@ impl Log {
         };
         let view = SegmentBytes {
             base: 0,
-            bytes: bytes.get(..limit).unwrap_or(&bytes),
+            bytes: bytes.get(..limit).unwrap_or(bytes),
         };
         let mut cursor = FrameCursor::new(
             crate::format::frame::segment_seed(self.id, base),

@@ -131,6 +131,18 @@ impl Storage {
         dispatch!(self, s => s.read_file(path, max)).map_err(|e| Error::io(IoOp::Read, path, e))
     }
 
+    /// As [`read_file`](Self::read_file), into `buf` (replacing what it
+    /// held): a caller reading many large files reuses one buffer instead
+    /// of faulting in fresh memory for each.
+    pub(crate) fn read_file_into(&self, path: &Path, max: u64, buf: &mut Vec<u8>) -> Result<()> {
+        buf.clear();
+        match self {
+            Storage::Real(s) => s.read_file_into(path, max, buf),
+            Storage::Sim(s) => s.read_file(path, max).map(|data| buf.extend_from_slice(&data)),
+        }
+        .map_err(|e| Error::io(IoOp::Read, path, e))
+    }
+
     /// `len` bytes at `offset` of a file; `UnexpectedEof` if it is shorter.
     pub(crate) fn read_at(&self, path: &Path, offset: u64, len: usize) -> Result<Vec<u8>> {
         dispatch!(self, s => s.read_at(path, offset, len)).map_err(|e| Error::io(IoOp::Read, path, e))

@@ -90,6 +90,20 @@ impl RealStorage {
         Ok(data)
     }
 
+    pub(crate) fn read_file_into(&self, path: &Path, max: u64, buf: &mut Vec<u8>) -> io::Result<()> {
+        let file = File::open(path)?;
+        let len = file.metadata()?.len();
+        if len > max {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("file is {len} bytes, more than the {max} expected"),
+            ));
+        }
+        buf.reserve(usize_len(len)?);
+        file.take(max).read_to_end(buf)?;
+        Ok(())
+    }
+
     pub(crate) fn read_at(&self, path: &Path, offset: u64, len: usize) -> io::Result<Vec<u8>> {
         let mut buf = vec![0u8; len];
         File::open(path)?.read_exact_at(&mut buf, offset)?;

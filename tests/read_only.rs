@@ -55,6 +55,19 @@ fn attach_writes_nothing_and_refuses_every_write() {
         std::mem::forget(ch);
         std::mem::forget(store);
     }
+    // A sealed segment without its index file: the reader rebuilds the
+    // index in memory, and must not write the file.
+    let chan = root.join("channels/1");
+    let idx_files = || -> Vec<PathBuf> {
+        std::fs::read_dir(&chan)
+            .expect("ls")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.extension().is_some_and(|x| x == "idx"))
+            .collect()
+    };
+    for idx in idx_files() {
+        std::fs::remove_file(idx).expect("remove an index file");
+    }
     let before = image(&root);
     std::thread::sleep(Duration::from_millis(20));
     {
@@ -77,6 +90,11 @@ fn attach_writes_nothing_and_refuses_every_write() {
         let report = ro.verify().expect("verify");
         assert!(report.is_ok(), "{:?}", report.problems);
         assert_eq!(ch.subscriber_names(), ["billing", "workers"]);
+        assert_eq!(ch.subscribers().expect("subscribers")[0].position, 10);
+        let copy = dir.path().join("copy");
+        ro.backup_to(&copy).expect("backup through read-only attach");
+        let copied = Store::open(&copy, small_segments()).expect("the copy opens");
+        assert_eq!(copied.open_channel("orders").expect("orders").last_seq(), 2001);
 
         let ro_err = |r: Result<(), Error>| assert!(matches!(r, Err(Error::ReadOnly { .. })), "{r:?}");
         ro_err(ch.publish(b"x").map(|_| ()));
@@ -95,6 +113,7 @@ fn attach_writes_nothing_and_refuses_every_write() {
         assert_eq!(ro.channel("orders").expect("existing").id(), ch.id());
         ro.close().expect("close");
     }
+    assert!(idx_files().is_empty(), "an index file was written");
     assert_eq!(image(&root), before, "read-only attach changed a file");
 }
 

@@ -29,6 +29,11 @@ fn image(root: &Path) -> BTreeMap<PathBuf, (Vec<u8>, SystemTime)> {
     out
 }
 
+/// A 100-byte payload.
+fn big(i: u32) -> Vec<u8> {
+    format!("{i:0100}").into_bytes()
+}
+
 fn small_segments() -> Options {
     Options::default().segment_size(64 << 10).sync_policy(SyncPolicy::Never)
 }
@@ -40,8 +45,9 @@ fn attach_writes_nothing_and_refuses_every_write() {
     {
         let store = Store::open(&root, small_segments()).expect("open");
         let ch = store.channel("orders").expect("channel");
+        // Several segments: sealed ones, and the last one.
         for i in 0..2000u32 {
-            ch.publish(&i.to_le_bytes()).expect("publish");
+            ch.publish(&big(i)).expect("publish");
         }
         let sub = ch.subscribe("billing", StartAt::First).expect("subscribe");
         sub.commit(10, b"state").expect("commit");
@@ -82,10 +88,11 @@ fn attach_writes_nothing_and_refuses_every_write() {
             .expect("messages");
         assert_eq!(all.len(), 2001);
         for (i, m) in all.iter().take(2000).enumerate() {
-            assert_eq!(m.payload(), (i as u32).to_le_bytes());
+            assert_eq!(m.payload(), big(i as u32));
         }
         assert_eq!(all[2000].payload(), b"unsynced");
-        assert_eq!(ch.get(1500).expect("get").payload(), 1499u32.to_le_bytes());
+        assert_eq!(ch.get(1500).expect("get").payload(), big(1499));
+        assert!(ch.stats().segments >= 3, "{:?}", ch.stats());
         assert!(ch.seq_at_or_after(0).expect("time").is_some());
         let report = ro.verify().expect("verify");
         assert!(report.is_ok(), "{:?}", report.problems);

@@ -26,6 +26,9 @@ pub(crate) const BACKUP_FILE: &str = "catalog.bak";
 pub(crate) struct Catalog {
     env: Arc<Env>,
     data: Mutex<CatalogData>,
+    /// Read-only attach: the bytes of the file last read (a small file,
+    /// read again at every look; decoded only when it changed).
+    read_bytes: Mutex<Vec<u8>>,
 }
 
 /// What opening the catalog found, for the recovery report.
@@ -118,6 +121,7 @@ impl Catalog {
             }
             let bytes = storage.read_file(&path, MAX_CATALOG_BYTES).map_err(|e| match e {
                 // A catalog that is a directory, or too large: damage.
+                e @ Error::Io { .. } if e.is_permission_denied() => e,
                 Error::Io { source, .. } => Error::corrupt(&path, 0, format!("cannot be read as a catalog: {source}")),
                 other => other,
             })?;
@@ -140,6 +144,7 @@ impl Catalog {
                 let catalog = Arc::new(Catalog {
                     data: Mutex::new(CatalogData::new(random_id(env)?)),
                     env: Arc::clone(env),
+                    read_bytes: Mutex::new(Vec::new()),
                 });
                 catalog.save(&catalog.data.lock())?;
                 return Ok((catalog, note));
@@ -197,11 +202,40 @@ impl Catalog {
         let catalog = Arc::new(Catalog {
             data: Mutex::new(data),
             env: Arc::clone(env),
+            read_bytes: Mutex::new(Vec::new()),
         });
         if rewrite {
             catalog.save(&catalog.data.lock())?;
         }
         Ok((catalog, note))
+    }
+
+    /// The catalog of a store attached read-only: read (strictly, never
+    /// repaired or upgraded) and never written; see [`reload`](Self::reload).
+    pub(crate) fn read_only(env: &Arc<Env>) -> Result<Arc<Catalog>> {
+        let path = env.root.join(CATALOG_FILE);
+        let bytes = env.storage.read_file(&path, MAX_CATALOG_BYTES)?;
+        let data = decode(&bytes, &path)?;
+        Ok(Arc::new(Catalog {
+            env: Arc::clone(env),
+            data: Mutex::new(data),
+            read_bytes: Mutex::new(bytes),
+        }))
+    }
+
+    /// Read-only attach: reads the catalog file again (the owner replaces
+    /// it whole, by a rename); the new content when it changed.
+    pub(crate) fn reload(&self) -> Result<Option<CatalogData>> {
+        let path = self.path(CATALOG_FILE);
+        let bytes = self.env.storage.read_file(&path, MAX_CATALOG_BYTES)?;
+        let mut last = self.read_bytes.lock();
+        if *last == bytes {
+            return Ok(None);
+        }
+        let data = decode(&bytes, &path)?;
+        *self.data.lock() = data.clone();
+        *last = bytes;
+        Ok(Some(data))
     }
 
     /// A copy of the current content.
@@ -225,6 +259,9 @@ impl Catalog {
     /// read-only (the catalog's state on disk is then unknown). Returns what
     /// `change` returned.
     pub(crate) fn update(&self, change: impl FnOnce(&mut CatalogData) -> Result<bool>) -> Result<bool> {
+        if self.env.read_only {
+            return Err(self.env.read_only_error());
+        }
         let mut data = self.data.lock();
         let mut next = data.clone();
         if !change(&mut next)? {

@@ -32,6 +32,9 @@ pub(crate) struct Env {
     /// simulated storage, whose jobs run in the caller so crash tests stay
     /// deterministic.
     pub(crate) worker: OnceLock<Sender<Option<Job>>>,
+    /// The store is attached read-only: every write and sync is refused
+    /// with `Error::ReadOnly`, and nothing may write a byte.
+    pub(crate) read_only: bool,
 }
 
 /// Work for the background worker.
@@ -40,6 +43,7 @@ pub(crate) type Job = Box<dyn FnOnce() + Send>;
 impl Env {
     pub(crate) fn new(root: PathBuf, opts: Options, storage: Storage, same_boot: bool) -> Env {
         Env {
+            read_only: opts.get_read_only(),
             same_boot,
             repair_resumed: false,
             root,
@@ -83,6 +87,9 @@ impl Env {
     #[inline]
     pub(crate) fn check_writable(&self) -> Result<()> {
         self.check_failed()?;
+        if self.read_only {
+            return Err(self.read_only_error());
+        }
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
@@ -93,11 +100,22 @@ impl Env {
     /// still runs after it stopped accepting writes).
     #[inline]
     pub(crate) fn check_failed(&self) -> Result<()> {
+        if self.read_only {
+            // A sync (or anything else that writes) of a read-only store.
+            return Err(self.read_only_error());
+        }
         match self.failure.get() {
             Some(cause) => Err(Error::Failed {
                 cause: Arc::clone(cause),
             }),
             None => Ok(()),
+        }
+    }
+
+    /// What every write on a read-only store returns.
+    pub(crate) fn read_only_error(&self) -> Error {
+        Error::ReadOnly {
+            path: self.root.clone(),
         }
     }
 

@@ -116,8 +116,9 @@ impl fmt::Display for IoOp {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// An operating-system call on a file failed.
-    #[error("{op} failed for {}", path.display())]
+    /// An operating-system call on a file failed. When the system refused
+    /// it for lack of permission (`EACCES`, `EPERM`) the message says so.
+    #[error("{op} failed for {}{}", path.display(), permission_text(source))]
     Io {
         /// What spool was doing.
         op: IoOp,
@@ -277,12 +278,42 @@ pub enum Error {
         /// The limit.
         max: usize,
     },
+    /// A write (publish, commit, sync, subscribe, channel creation or
+    /// deletion, compaction...) on a store opened read-only
+    /// ([`Store::open_read_only`](crate::Store::open_read_only)).
+    #[error("the store at {} is open read-only: writes are refused (open it with Store::open to write)", path.display())]
+    ReadOnly {
+        /// The store's directory.
+        path: PathBuf,
+    },
+    /// The path is not a spool store (and the open was not allowed to
+    /// create one there, or must not: a directory holding other files).
+    #[error("no spool store at {}: {detail}", path.display())]
+    NotAStore {
+        /// The directory (or file) named.
+        path: PathBuf,
+        /// What was found there instead.
+        detail: String,
+    },
     /// An ack for a message that is not in flight to this queue member.
     #[error("cannot ack sequence {seq}: it is not in flight to this queue member (never delivered to it, already acked, or redelivered elsewhere after ack_wait)")]
     NotDelivered {
         /// The seq acked.
         seq: u64,
     },
+}
+
+/// Names a permission problem as such (the `source()` still carries the
+/// system's own words).
+fn permission_text(source: &io::Error) -> &'static str {
+    let denied = source.kind() == io::ErrorKind::PermissionDenied
+        || matches!(source.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM));
+    if denied {
+        ": permission denied (this user may not access the store's files; \
+         Store::open_read_only needs only read access)"
+    } else {
+        ""
+    }
 }
 
 fn range_text(first: u64, last: u64) -> String {
@@ -319,6 +350,16 @@ impl Error {
         Error::InvalidOption {
             name,
             reason: reason.into(),
+        }
+    }
+
+    /// Whether this is an I/O error the system refused for lack of
+    /// permission (`EACCES`, `EPERM`), here or in a `Failed` cause.
+    pub fn is_permission_denied(&self) -> bool {
+        match self {
+            Error::Io { source, .. } => !permission_text(source).is_empty(),
+            Error::Failed { cause } => cause.is_permission_denied(),
+            _ => false,
         }
     }
 

@@ -117,7 +117,9 @@ mod subscriptions;
 mod wakeup;
 mod worker;
 
-pub use channel::{Channel, ChannelStats, Delivery, QueueMember, QueueOptions, StartAt, Subscriber};
+pub use channel::{
+    Channel, ChannelStats, Delivery, QueueMember, QueueOptions, StartAt, Subscriber, SubscriberInfo, SubscriptionKind,
+};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, IoOp, Result};
 pub use format::catalog::MAX_NAME_LEN;
@@ -127,11 +129,12 @@ pub use log::Messages;
 pub use message::{Message, MessageRef};
 pub use options::{
     Options, RecoveryMode, SyncPolicy, DEFAULT_COMPACT_INTERVAL, DEFAULT_INDEX_INTERVAL, DEFAULT_MAX_PAYLOAD,
-    DEFAULT_MAX_STATE, DEFAULT_MAX_SUBSCRIBERS, DEFAULT_SEGMENT_SIZE, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE,
+    DEFAULT_MAX_STATE, DEFAULT_MAX_SUBSCRIBERS, DEFAULT_POLL_INTERVAL, DEFAULT_SEGMENT_SIZE, MAX_SEGMENT_SIZE,
+    MIN_SEGMENT_SIZE,
 };
 pub use report::{
-    ChannelRecovery, CompactionReport, LostRange, Problem, RecoveryReport, SubscriberLoss, SubscribersRecovery,
-    VerifyReport,
+    BackupReport, ChannelRecovery, CompactionReport, LostRange, Problem, Progress, RecoveryReport, SubscriberLoss,
+    SubscribersRecovery, VerifyReport,
 };
 pub use store::Store;
 

@@ -239,6 +239,28 @@ impl Region {
         Some(unsafe { std::slice::from_raw_parts(self.ptr.add(off), len) })
     }
 
+    /// Moves the readable end of a region no token writes (a read-only
+    /// mapping or view) forward to `end`, after the caller validated the
+    /// bytes below it: a store attached read-only follows what its owner
+    /// appends. Never moves it back; refused for writable regions, whose
+    /// records token alone publishes.
+    pub(crate) fn advance_published(&self, end: usize) -> io::Result<()> {
+        let writable = matches!(self.backing, Backing::Map(_) | Backing::Heap { on_sync: Some(_), .. });
+        if writable || end > self.len {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("cannot publish up to {end} in this region"),
+            ));
+        }
+        // Release: a reader that loads the new end (Acquire) then reads
+        // below it sees bytes at least as new as the validation saw. The
+        // bytes themselves were validated through `pread`, never through a
+        // slice of this mapping, and the owner never writes a record it
+        // has written (docs/safety.md, section 9).
+        self.published.fetch_max(end, Ordering::Release);
+        Ok(())
+    }
+
     /// Makes `range` durable: msync(MS_SYNC) for a mapping, a copy into the
     /// durable image for a simulated file.
     pub(crate) fn sync(&self, range: Range<usize>) -> io::Result<()> {

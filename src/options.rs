@@ -62,7 +62,14 @@ pub struct Options {
     compact_interval: Duration,
     clock: Arc<dyn Clock>,
     storage: Storage,
+    create_if_missing: bool,
+    read_only: bool,
+    poll_interval: Duration,
 }
+
+/// Default interval at which a read-only store looks for what the owner
+/// wrote: 10 ms.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Default interval of the compaction thread's passes: 1 s.
 pub const DEFAULT_COMPACT_INTERVAL: Duration = Duration::from_secs(1);
@@ -101,7 +108,10 @@ impl Default for Options {
             max_state: DEFAULT_MAX_STATE,
             compact_interval: DEFAULT_COMPACT_INTERVAL,
             clock: Arc::new(SystemClock),
-            storage: Storage::Real(RealStorage),
+            storage: Storage::Real(RealStorage::default()),
+            create_if_missing: true,
+            read_only: false,
+            poll_interval: DEFAULT_POLL_INTERVAL,
         }
     }
 }
@@ -119,6 +129,9 @@ impl fmt::Debug for Options {
             .field("compact_interval", &self.compact_interval)
             .field("clock", &self.clock)
             .field("storage", &self.storage)
+            .field("create_if_missing", &self.create_if_missing)
+            .field("read_only", &self.read_only)
+            .field("poll_interval", &self.poll_interval)
             .finish()
     }
 }
@@ -186,6 +199,59 @@ impl Options {
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
+    }
+
+    /// Whether `Store::open` may create a store (default `true`): with
+    /// `false`, a missing directory, or one that holds no store yet, is
+    /// [`Error::NotAStore`](crate::Error::NotAStore) instead of a new,
+    /// empty store. Tools that inspect or repair an existing store use it,
+    /// so that a mistyped path is an error, not a new store.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// use spool::{Error, Options, Store};
+    /// let missing = dir.path().join("typo");
+    /// let opened = Store::open(&missing, Options::default().create_if_missing(false));
+    /// assert!(matches!(opened, Err(Error::NotAStore { .. })));
+    /// assert!(!missing.exists(), "nothing was created");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn create_if_missing(mut self, create: bool) -> Self {
+        self.create_if_missing = create;
+        self
+    }
+
+    /// Opens the store read-only (default `false`): see
+    /// [`Store::open_read_only`](crate::Store::open_read_only), which is
+    /// `Store::open` with this set. Implies `create_if_missing(false)`;
+    /// the sync policy, recovery mode and limits are then unused.
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
+    }
+
+    /// How often a read-only store looks for new messages, new segments
+    /// and catalog changes of the store's owner (default 10 ms,
+    /// [`DEFAULT_POLL_INTERVAL`]): a message the owner publishes is seen
+    /// within about this long. Unused by an owning store.
+    pub fn poll_interval(mut self, every: Duration) -> Self {
+        self.poll_interval = every;
+        self
+    }
+
+    /// Whether an open may create the store.
+    pub fn get_create_if_missing(&self) -> bool {
+        self.create_if_missing && !self.read_only
+    }
+
+    /// Whether the store is opened read-only.
+    pub fn get_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// The poll interval of a read-only store.
+    pub fn get_poll_interval(&self) -> Duration {
+        self.poll_interval
     }
 
     /// The store-wide default limits.
@@ -287,6 +353,9 @@ impl Options {
             ));
         }
         self.limits.validate()?;
+        if self.read_only && self.poll_interval.is_zero() {
+            return Err(Error::invalid_option("poll_interval", "must be more than zero"));
+        }
         if self.compact_interval.is_zero() {
             return Err(Error::invalid_option("compact_interval", "must be more than zero"));
         }

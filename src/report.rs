@@ -165,6 +165,44 @@ impl VerifyReport {
     }
 }
 
+/// How far a long operation ([`Store::verify_with_progress`](crate::Store::verify_with_progress),
+/// [`Store::backup_to_with_progress`](crate::Store::backup_to_with_progress)) got, in bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Progress {
+    /// Bytes done so far.
+    pub done: u64,
+    /// Bytes to do in all (an estimate taken at the start: files may grow
+    /// or go meanwhile; never below `done`).
+    pub total: u64,
+}
+
+/// What [`Store::backup_to`](crate::Store::backup_to) copied.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BackupReport {
+    /// Channels in the copy.
+    pub channels: usize,
+    /// Messages in the copy (retained ones, all channels).
+    pub messages: u64,
+    /// Subscribers and queue groups in the copy.
+    pub subscribers: usize,
+    /// Sealed segment files hard-linked (same file system).
+    pub segments_linked: usize,
+    /// Segment files copied.
+    pub segments_copied: usize,
+    /// Bytes of segment records copied.
+    pub bytes_copied: u64,
+    /// Segments retention removed after the cut, before they were copied:
+    /// the copy of their channel starts after them.
+    pub retention_skipped: usize,
+    /// Whether every channel's end is from one instant. Always for an
+    /// owning store; for a read-only one, when it found a moment in which
+    /// the owner appended nothing (else each channel's end is from its own
+    /// instant, all within one look at the channels).
+    pub one_instant: bool,
+}
+
 /// What one compaction pass did, from [`Store::compact_now`](crate::Store::compact_now).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CompactionReport {

@@ -1,7 +1,9 @@
 //! A channel: a log plus the subscriptions on it.
 
+mod inspect;
 mod queue_group;
 mod subscriber;
+mod wait;
 
 use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,6 +18,7 @@ use crate::log::{Log, Messages};
 use crate::message::Message;
 use crate::subscriptions::Subscriptions;
 
+pub use inspect::{SubscriberInfo, SubscriptionKind};
 pub use queue_group::{Delivery, QueueMember, QueueOptions};
 pub use subscriber::{StartAt, Subscriber};
 

@@ -14,6 +14,8 @@
 //! snapshot of the segment list. A sync's msync runs without the lock.
 
 mod append;
+mod cut;
+mod follow;
 mod read;
 mod recover;
 mod seal;
@@ -37,6 +39,7 @@ use crate::group_commit::GroupCommit;
 use crate::report::ChannelRecovery;
 use crate::wakeup::Arrivals;
 
+pub(crate) use cut::{CutSegment, LogCut};
 pub use read::Messages;
 pub(crate) use trim::TrimPlan;
 

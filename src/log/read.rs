@@ -15,6 +15,17 @@ use crate::segment::{Read, Segment};
 impl Log {
     /// The entry's segment, opening it (read-only, strict) if needed.
     pub(super) fn open_entry(&self, entry: &Arc<SegmentEntry>, next_base: Option<u64>) -> Result<Arc<Segment>> {
+        if self.env.read_only {
+            // Attached read-only: the owner may not have sealed it yet, or
+            // may have removed it (retention) before the last poll.
+            let opened = self.table.open(entry, || {
+                super::follow::open_complete(&self.env, self.id, entry.base, &entry.path, next_base)
+            });
+            if opened.is_err() {
+                self.catch_up();
+            }
+            return opened;
+        }
         self.table.open(entry, || {
             open_sealed(&self.env, self.id, entry.base, &entry.path, next_base)
         })
@@ -127,6 +138,8 @@ pub struct Messages {
     offset: usize,
     next_seq: u64,
     failed: bool,
+    /// Messages passed over because retention removed them first.
+    skipped: u64,
 }
 
 impl std::fmt::Debug for Messages {
@@ -143,7 +156,27 @@ impl Messages {
             offset: 0,
             next_seq: from,
             failed: false,
+            skipped: 0,
         }
+    }
+
+    /// How many messages this iterator passed over because retention
+    /// removed them before it got there (it went on from the first
+    /// retained one), since it was made.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = spool::Store::open(dir.path(), spool::Options::default()).unwrap();
+    /// let ch = store.channel_with_limits("recent", spool::Limits::default().max_msgs(2))?;
+    /// let mut messages = ch.read_from(1)?;
+    /// ch.publish_batch(&[b"a".as_slice(), b"b", b"c", b"d"])?;
+    /// store.compact_now()?; // keeps the last 2
+    /// assert_eq!(messages.next().transpose()?.map(|m| m.seq()), Some(3));
+    /// assert_eq!(messages.skipped(), 2);
+    /// # Ok::<(), spool::Error>(())
+    /// ```
+    pub fn skipped(&self) -> u64 {
+        self.skipped
     }
 
     /// The sequence number the next call to `next` looks for.
@@ -227,6 +260,7 @@ impl Messages {
         // it removed, even from a segment this iterator still holds.
         let first = self.log.first_seq();
         if self.next_seq < first {
+            self.skipped += first - self.next_seq;
             self.next_seq = first;
             self.segment = None;
         }

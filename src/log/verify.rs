@@ -17,10 +17,19 @@ use crate::index::{decode_file, IndexEntry, IndexExpectation, SegmentIndex, IDX_
 use crate::options::MAX_SEGMENT_SIZE;
 use crate::report::VerifyReport;
 
+/// How segment files are read: one buffer for all of them (up to a
+/// segment's size, instead of fresh memory faulted in for each), and who
+/// is told the bytes read.
+struct Reading<'a> {
+    progress: &'a mut dyn FnMut(u64),
+    buf: Vec<u8>,
+}
+
 impl Log {
     /// Checks this log's directory and files into `report`. A channel
-    /// deleted meanwhile is skipped.
-    pub(crate) fn verify(&self, report: &mut VerifyReport) -> Result<()> {
+    /// deleted meanwhile is skipped. `progress` is told the bytes of each
+    /// segment file read.
+    pub(crate) fn verify(&self, report: &mut VerifyReport, progress: &mut dyn FnMut(u64)) -> Result<()> {
         let storage = &self.env.storage;
         // Only what was published when the check started is checked: the
         // directory, the active segment's published end and the last seq,
@@ -34,12 +43,24 @@ impl Log {
             };
             // The active segment and those rolled away from and not sealed
             // yet: checked up to their end now, and not required sealed.
-            let live: Vec<(u64, usize)> = st
-                .active
-                .iter()
-                .chain(st.sealing.iter().map(|s| &s.active))
-                .map(|a| (a.seg.base, a.records.region().published()))
-                .collect();
+            let live: Vec<(u64, usize)> = if self.env.read_only {
+                // Attached read-only: what the follower validated, up to
+                // its end (the owner may not have sealed it on disk yet).
+                self.table
+                    .snapshot()
+                    .iter()
+                    .filter_map(|e| match e.segment() {
+                        Some(seg) => Some((e.base, seg.region.published())),
+                        None => e.seal().map(|s| (e.base, usize::try_from(s.durable_end).unwrap_or(0))),
+                    })
+                    .collect()
+            } else {
+                st.active
+                    .iter()
+                    .chain(st.sealing.iter().map(|s| &s.active))
+                    .map(|a| (a.seg.base, a.records.region().published()))
+                    .collect()
+            };
             (names, live, self.last_seq())
         };
         if self.is_deleted() {
@@ -48,6 +69,12 @@ impl Log {
         }
         let mut bases: Vec<u64> = names.iter().filter_map(|n| parse_segment_name(n)).collect();
         bases.sort_unstable();
+        if self.env.read_only {
+            // Segments the owner made after the follower's last look are
+            // past the snapshot: being written, not checked.
+            let newest = self.table.snapshot().iter().last().map(|e| e.base);
+            bases.retain(|&b| newest.is_some_and(|n| b <= n));
+        }
         for n in &names {
             let known = parse_segment_name(n).is_some() || parse_index_name(n).is_some_and(|b| bases.contains(&b));
             if n.contains(".damaged") {
@@ -88,11 +115,15 @@ impl Log {
             _ => {}
         }
         let mut expected_base = None;
+        let mut reading = Reading {
+            progress,
+            buf: Vec::new(),
+        };
         for (i, &base) in bases.iter().enumerate() {
             let path = self.dir.join(segment_file_name(base));
             let is_last = i + 1 == bases.len();
             let published = live_end.iter().find(|(b, _)| *b == base).map(|(_, end)| *end);
-            let next = match self.verify_segment(base, &path, is_last, published, report) {
+            let next = match self.verify_segment(base, &path, is_last, published, report, &mut reading) {
                 Ok(next) => next,
                 // Deleted while we read it: the channel is gone.
                 Err(_) if self.is_deleted() => return Ok(()),
@@ -130,9 +161,20 @@ impl Log {
         is_last: bool,
         published: Option<usize>,
         report: &mut VerifyReport,
+        reading: &mut Reading<'_>,
     ) -> Result<Option<u64>> {
-        let bytes = match self.env.storage.read_file(path, MAX_SEGMENT_SIZE) {
-            Ok(b) => b,
+        let bytes = match self
+            .env
+            .storage
+            .read_file_into(path, MAX_SEGMENT_SIZE, &mut reading.buf)
+        {
+            Ok(()) => {
+                (reading.progress)(reading.buf.len() as u64);
+                &reading.buf[..]
+            }
+            // Removed by retention since the directory was listed: nothing
+            // to check (the catalog's first retained seq is past it).
+            Err(_) if self.removed_by_retention(base, path) => return Ok(None),
             // A directory in its place, unreadable blocks: found, not fatal
             // (unless the channel is being deleted: then nothing is).
             Err(Error::Io { source, .. }) if !self.is_deleted() => {
@@ -156,7 +198,7 @@ impl Log {
             report.problem(path, Some(0), "header does not match the file's channel, name or size");
             return Ok(None);
         }
-        let slot = read_slot(&bytes, self.id, base, header.segment_len).map(|(s, _)| s);
+        let slot = read_slot(bytes, self.id, base, header.segment_len).map(|(s, _)| s);
         // The segment that was active at the snapshot is checked up to its
         // published end then, even if it was sealed since.
         let sealed = slot.filter(|s| s.sealed && published.is_none());
@@ -174,7 +216,7 @@ impl Log {
         };
         let view = SegmentBytes {
             base: 0,
-            bytes: bytes.get(..limit).unwrap_or(&bytes),
+            bytes: bytes.get(..limit).unwrap_or(bytes),
         };
         let mut cursor = FrameCursor::new(
             crate::format::frame::segment_seed(self.id, base),
@@ -226,6 +268,17 @@ impl Log {
         let checked_to = published.map(|_| offset);
         self.verify_index(base, path, bytes.len(), &frames, checked_to, report);
         Ok(Some(expected))
+    }
+
+    /// Whether the segment file at `base` is gone because retention
+    /// removed it (its records are all below the first retained seq).
+    fn removed_by_retention(&self, base: u64, path: &Path) -> bool {
+        if self.env.storage.exists(path) {
+            return false;
+        }
+        self.catch_up();
+        // Retention takes a segment out of the list before it removes it.
+        self.table.snapshot().iter().all(|e| e.base != base)
     }
 
     /// An index file, if present, must decode and point at real records.

@@ -69,6 +69,29 @@ impl Storage {
         Storage::Sim(sim.inner())
     }
 
+    /// The same storage, refusing every change (a store attached
+    /// read-only). The simulated storage is returned as it is: its tests
+    /// compare images instead.
+    pub(crate) fn read_only_view(&self) -> Storage {
+        match self {
+            Storage::Real(_) => Storage::Real(RealStorage::read_only()),
+            Storage::Sim(s) => Storage::Sim(Arc::clone(s)),
+        }
+    }
+
+    /// Whether `path` exists and is a directory: `None` when it does not
+    /// exist, an error when it cannot be told (no permission).
+    pub(crate) fn probe(&self, path: &Path) -> Result<Option<bool>> {
+        match self {
+            Storage::Real(_) => match std::fs::metadata(path) {
+                Ok(m) => Ok(Some(m.is_dir())),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(Error::io(IoOp::Stat, path, e)),
+            },
+            Storage::Sim(s) => Ok(s.exists(path).then(|| s.is_dir(path))),
+        }
+    }
+
     pub(crate) fn create_dir_all(&self, path: &Path) -> Result<()> {
         dispatch!(self, s => s.create_dir_all(path)).map_err(|e| Error::io(IoOp::CreateDir, path, e))
     }
@@ -106,6 +129,18 @@ impl Storage {
     /// than `max` bytes rather than allocating for them.
     pub(crate) fn read_file(&self, path: &Path, max: u64) -> Result<Vec<u8>> {
         dispatch!(self, s => s.read_file(path, max)).map_err(|e| Error::io(IoOp::Read, path, e))
+    }
+
+    /// As [`read_file`](Self::read_file), into `buf` (replacing what it
+    /// held): a caller reading many large files reuses one buffer instead
+    /// of faulting in fresh memory for each.
+    pub(crate) fn read_file_into(&self, path: &Path, max: u64, buf: &mut Vec<u8>) -> Result<()> {
+        buf.clear();
+        match self {
+            Storage::Real(s) => s.read_file_into(path, max, buf),
+            Storage::Sim(s) => s.read_file(path, max).map(|data| buf.extend_from_slice(&data)),
+        }
+        .map_err(|e| Error::io(IoOp::Read, path, e))
     }
 
     /// `len` bytes at `offset` of a file; `UnexpectedEof` if it is shorter.

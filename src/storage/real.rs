@@ -12,16 +12,33 @@ use super::LockGuard;
 use crate::error::{Error, IoOp, Result};
 use crate::mmap::{preallocate, Region, RegionParts};
 
-/// The real file system.
+/// The real file system. A read-only one (a store attached read-only)
+/// refuses every call that could change a file: a bug there is an error,
+/// never a write into a store another process owns.
 #[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct RealStorage;
+pub(crate) struct RealStorage {
+    read_only: bool,
+}
 
 fn usize_len(len: u64) -> io::Result<usize> {
     usize::try_from(len).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file too large to map"))
 }
 
 impl RealStorage {
+    /// The same file system, refusing every change.
+    pub(crate) fn read_only() -> RealStorage {
+        RealStorage { read_only: true }
+    }
+
+    fn writable(&self) -> io::Result<()> {
+        if self.read_only {
+            return Err(io::Error::other("refused: the store is open read-only"));
+        }
+        Ok(())
+    }
+
     pub(crate) fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.writable()?;
         fs::create_dir_all(path)
     }
 
@@ -73,6 +90,20 @@ impl RealStorage {
         Ok(data)
     }
 
+    pub(crate) fn read_file_into(&self, path: &Path, max: u64, buf: &mut Vec<u8>) -> io::Result<()> {
+        let file = File::open(path)?;
+        let len = file.metadata()?.len();
+        if len > max {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("file is {len} bytes, more than the {max} expected"),
+            ));
+        }
+        buf.reserve(usize_len(len)?);
+        file.take(max).read_to_end(buf)?;
+        Ok(())
+    }
+
     pub(crate) fn read_at(&self, path: &Path, offset: u64, len: usize) -> io::Result<Vec<u8>> {
         let mut buf = vec![0u8; len];
         File::open(path)?.read_exact_at(&mut buf, offset)?;
@@ -80,14 +111,17 @@ impl RealStorage {
     }
 
     pub(crate) fn write_file(&self, path: &Path, data: &[u8]) -> io::Result<()> {
+        self.writable()?;
         fs::write(path, data)
     }
 
     pub(crate) fn sync_file(&self, path: &Path) -> io::Result<()> {
+        self.writable()?;
         File::open(path)?.sync_data()
     }
 
     pub(crate) fn write_at(&self, path: &Path, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.writable()?;
         use std::os::unix::fs::FileExt;
         OpenOptions::new()
             .write(true)
@@ -98,6 +132,7 @@ impl RealStorage {
     }
 
     pub(crate) fn extend_file(&self, path: &Path, len: u64) -> io::Result<()> {
+        self.writable()?;
         let file = OpenOptions::new().write(true).open(path)?;
         if file.metadata()?.len() < len {
             file.set_len(len)?;
@@ -107,18 +142,22 @@ impl RealStorage {
     }
 
     pub(crate) fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        self.writable()?;
         File::open(path)?.sync_all()
     }
 
     pub(crate) fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.writable()?;
         fs::rename(from, to)
     }
 
     pub(crate) fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.writable()?;
         fs::remove_file(path)
     }
 
     pub(crate) fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        self.writable()?;
         fs::remove_dir(path)
     }
 
@@ -133,12 +172,14 @@ impl RealStorage {
     }
 
     pub(crate) fn create_region(&self, path: &Path, len: u64, records_start: usize) -> io::Result<RegionParts> {
+        self.writable()?;
         let file = OpenOptions::new().read(true).write(true).create_new(true).open(path)?;
         preallocate(&file, len)?;
         Region::map_file(file, usize_len(len)?, records_start)
     }
 
     pub(crate) fn open_region(&self, path: &Path, records_start: usize) -> io::Result<RegionParts> {
+        self.writable()?;
         let file = OpenOptions::new().read(true).write(true).open(path)?;
         let len = file.metadata()?.len();
         Region::map_file(file, usize_len(len)?, records_start)
@@ -156,6 +197,7 @@ impl RealStorage {
     }
 
     pub(crate) fn lock(&self, path: &Path) -> Result<(LockGuard, String)> {
+        self.writable().map_err(|e| Error::io(IoOp::Lock, path, e))?;
         let file = OpenOptions::new()
             .read(true)
             .write(true)

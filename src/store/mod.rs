@@ -1,9 +1,13 @@
 //! The store: one directory, one lock, a catalog of channels, and the
 //! services that run on it (flusher, compaction, verify).
 
+mod attach;
+mod backup;
 mod compaction;
+mod existing;
 mod flusher;
 mod open;
+mod poller;
 mod verify;
 
 use std::collections::HashMap;
@@ -56,6 +60,8 @@ pub(crate) struct StoreShared {
     compactor: Mutex<Option<Compactor>>,
     prefaulter: Mutex<Option<Prefaulter>>,
     worker: Mutex<Option<Worker>>,
+    /// Read-only attach: the thread following the owner.
+    poller: Mutex<Option<poller::Poller>>,
     lock: Mutex<Option<LockGuard>>,
     closed: AtomicBool,
     report: RecoveryReport,
@@ -109,6 +115,9 @@ impl Store {
     pub fn channel_with_limits(&self, name: &str, limits: Limits) -> Result<Channel> {
         validate_name(name)?;
         limits.validate()?;
+        if self.shared.env.read_only {
+            return self.attached_channel(name);
+        }
         let shared = &self.shared;
         shared.env.check_writable()?;
         if let Some(core) = shared.channels.read().get(name) {
@@ -167,15 +176,27 @@ impl Store {
         Ok(())
     }
 
-    /// The existing channel `name`; `NoSuchChannel` if there is none.
+    /// The existing channel `name`; `NoSuchChannel` if there is none (on
+    /// a read-only store, after a fresh look at the catalog).
     pub fn open_channel(&self, name: &str) -> Result<Channel> {
         validate_name(name)?;
-        self.shared
-            .channels
-            .read()
-            .get(name)
-            .map(|core| Channel { core: Arc::clone(core) })
-            .ok_or_else(|| Error::NoSuchChannel { name: name.to_string() })
+        let found = || {
+            self.shared
+                .channels
+                .read()
+                .get(name)
+                .map(|core| Channel { core: Arc::clone(core) })
+        };
+        if let Some(channel) = found() {
+            return Ok(channel);
+        }
+        if self.shared.env.read_only {
+            self.shared.refresh(false)?;
+            if let Some(channel) = found() {
+                return Ok(channel);
+            }
+        }
+        Err(Error::NoSuchChannel { name: name.to_string() })
     }
 
     /// Names of all channels, sorted.
@@ -203,6 +224,7 @@ impl Store {
     /// returns when it is done: for tests and tools. The background thread
     /// runs the same pass every `Options::compact_interval`.
     pub fn compact_now(&self) -> Result<CompactionReport> {
+        self.shared.env.check_writable()?;
         match self.shared.compactor.lock().as_ref() {
             Some(c) => c.compact_now(&self.shared),
             None => Err(Error::Closed),
@@ -233,7 +255,26 @@ impl Store {
     /// subscriber positions against the log, no orphan files) and reports
     /// each problem with its path and offset. Reads only; changes nothing.
     pub fn verify(&self) -> Result<VerifyReport> {
-        self.shared.verify()
+        self.shared.verify(&mut |_| {})
+    }
+
+    /// [`verify`](Self::verify), telling `progress` how many bytes of
+    /// segment files were read so far (after each file). On a store
+    /// attached read-only it checks what the owner had written when it
+    /// started (segments made after that are left out).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = spool::Store::open(dir.path(), spool::Options::default())?;
+    /// store.channel("c")?.publish(b"x")?;
+    /// let mut last = spool::Progress::default();
+    /// let report = store.verify_with_progress(|p| last = p)?;
+    /// assert!(report.is_ok());
+    /// assert_eq!(last.done, last.total);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn verify_with_progress(&self, mut progress: impl FnMut(crate::Progress)) -> Result<VerifyReport> {
+        self.shared.verify(&mut progress)
     }
 
     /// What recovery found and did when this store was opened: per
@@ -247,6 +288,25 @@ impl Store {
     /// The error that made the store read-only, if any.
     pub fn failure(&self) -> Option<Arc<Error>> {
         self.shared.env.failure()
+    }
+
+    /// Bytes the store's files take, as their lengths say (segments with
+    /// their preallocated part, index files, catalog, subscribers log).
+    pub fn disk_usage(&self) -> Result<u64> {
+        let storage = &self.shared.env.storage;
+        let mut total = 0;
+        let mut dirs = vec![self.shared.env.root.clone()];
+        while let Some(dir) = dirs.pop() {
+            for name in storage.list_dir(&dir)? {
+                let path = dir.join(name);
+                if storage.is_dir(&path) {
+                    dirs.push(path);
+                } else {
+                    total += storage.file_len(&path).unwrap_or(0);
+                }
+            }
+        }
+        Ok(total)
     }
 
     /// The store's directory.
@@ -344,6 +404,17 @@ impl StoreShared {
 
     fn close(&self) -> Result<()> {
         if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        if self.env.read_only {
+            // Nothing to sync or release: stop following, wake readers.
+            self.env.stop_writes();
+            if let Some(poller) = self.poller.lock().take() {
+                poller.stop();
+            }
+            for core in self.channel_list() {
+                core.log.arrivals.wake();
+            }
             return Ok(());
         }
         // First: no write starts from now on.

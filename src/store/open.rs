@@ -29,15 +29,29 @@ pub(crate) const REPAIR_MARKER: &str = "REPAIR";
 
 impl Store {
     /// Opens (creating if needed) the store in directory `path`, recovering
-    /// every channel after a crash as docs/format.md describes.
+    /// every channel after a crash as docs/format.md describes. With
+    /// [`Options::read_only`] it attaches read-only instead (see
+    /// [`open_read_only`](Self::open_read_only)).
     ///
-    /// Errors: `Locked` if another `Store` holds the directory;
-    /// `InvalidOption`; `Corrupt` for damage in durable data (unless
-    /// `RecoveryMode::Repair`); I/O errors.
+    /// A store is created only in a missing or empty directory, and only
+    /// when [`Options::create_if_missing`] allows it (the default);
+    /// a directory holding other files and no catalog is never turned
+    /// into a store.
+    ///
+    /// Errors: `InvalidOption` (an empty path, nonsensical options);
+    /// `NotAStore` (nothing to open and not allowed to create, or a
+    /// foreign directory); `Locked` if another `Store` holds the
+    /// directory; `Corrupt` for damage in durable data (unless
+    /// `RecoveryMode::Repair`); I/O errors (`Io`, whose message says
+    /// "permission denied" when the user may not write the store).
     pub fn open(path: impl AsRef<Path>, opts: Options) -> Result<Store> {
         opts.validate()?;
         let root = path.as_ref().to_path_buf();
         let storage = opts.storage_backend().clone();
+        super::existing::check_store_path(&storage, &root, opts.get_create_if_missing())?;
+        if opts.get_read_only() {
+            return Store::attach(root, opts);
+        }
         storage.create_dir_all(&root)?;
         let repair = opts.get_recovery_mode() == crate::options::RecoveryMode::Repair;
         let mut set_aside = Vec::new();
@@ -174,6 +188,7 @@ impl Store {
             compactor: Mutex::new(None),
             prefaulter: Mutex::new(None),
             worker: Mutex::new(None),
+            poller: Mutex::new(None),
             lock: Mutex::new(Some(lock)),
             closed: AtomicBool::new(false),
             report,

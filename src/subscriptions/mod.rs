@@ -13,6 +13,7 @@ mod file;
 mod generation;
 mod open;
 mod recover;
+mod view;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -31,6 +32,7 @@ use crate::options::SyncPolicy;
 use file::LogFile;
 use generation::{write_generation, Generation};
 pub(crate) use recover::{scan, Source as ScanSource};
+pub(crate) use view::write_copy;
 
 /// Identifies a durable subscriber: channel incarnation and name.
 pub(crate) type SubKey = (u64, String);

@@ -26,7 +26,7 @@ pub(super) struct OpenedRw {
 }
 
 /// Why a fixed header does not fit its file, if it does not.
-fn fixed_header_problem(bytes: &[u8], channel_id: u64, base: u64, len: u64) -> Option<String> {
+pub(in crate::log) fn fixed_header_problem(bytes: &[u8], channel_id: u64, base: u64, len: u64) -> Option<String> {
     match FixedHeader::decode(bytes) {
         Ok(h) if h.channel_id != channel_id || h.base_seq != base => Some(format!(
             "header names channel {} base {}, the file's place says channel {channel_id} base {base}",
@@ -41,7 +41,7 @@ fn fixed_header_problem(bytes: &[u8], channel_id: u64, base: u64, len: u64) -> O
     }
 }
 
-fn check_len(path: &Path, file_len: u64) -> Result<()> {
+pub(in crate::log) fn check_len(path: &Path, file_len: u64) -> Result<()> {
     if file_len < (SEGMENT_HEADER_LEN + FRAME_HEADER_LEN) as u64 {
         return Err(Error::corrupt(
             path,
@@ -53,7 +53,7 @@ fn check_len(path: &Path, file_len: u64) -> Result<()> {
 }
 
 /// A directory (or anything but a file) where a segment should be.
-pub(super) fn check_is_file(env: &Env, path: &Path) -> Result<()> {
+pub(in crate::log) fn check_is_file(env: &Env, path: &Path) -> Result<()> {
     if env.storage.is_dir(path) {
         return Err(Error::corrupt(
             path,
@@ -215,7 +215,10 @@ pub(crate) fn open_sealed(
                 last_timestamp: seal.last_timestamp,
             };
             // Derived data: a failure only means another rebuild next time.
-            let _ = seg.write_index_file(&env.storage, channel_id, cov);
+            // A store attached read-only writes nothing.
+            if !env.read_only {
+                let _ = seg.write_index_file(&env.storage, channel_id, cov);
+            }
             seg
         }
     };

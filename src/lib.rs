@@ -114,10 +114,14 @@ mod slots;
 mod storage;
 mod store;
 mod subscriptions;
+mod timer;
 mod wakeup;
 mod worker;
 
-pub use channel::{Channel, ChannelStats, Delivery, QueueMember, QueueOptions, StartAt, Subscriber};
+pub use channel::{
+    Channel, ChannelStats, Delivery, DeliveryStream, Durable, QueueMember, QueueOptions, Recv, RecvDelivery, StartAt,
+    Subscriber, SubscriberStream,
+};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, IoOp, Result};
 pub use format::catalog::MAX_NAME_LEN;

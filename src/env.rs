@@ -6,11 +6,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use crossbeam_channel::Sender;
+use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
 use crate::options::Options;
 use crate::prefault::Request;
 use crate::storage::Storage;
+use crate::timer::Timer;
 
 pub(crate) struct Env {
     pub(crate) root: PathBuf,
@@ -35,6 +37,16 @@ pub(crate) struct Env {
     /// The store is attached read-only: every write and sync is refused
     /// with `Error::ReadOnly`, and nothing may write a byte.
     pub(crate) read_only: bool,
+    /// The timer thread for futures with a deadline, started on first use.
+    timer: Mutex<TimerSlot>,
+}
+
+/// Whether the timer thread runs.
+enum TimerSlot {
+    NotStarted,
+    Running(Arc<Timer>),
+    /// The store closed: no timer starts any more.
+    Stopped,
 }
 
 /// Work for the background worker.
@@ -53,6 +65,7 @@ impl Env {
             closed: AtomicBool::new(false),
             prefault: OnceLock::new(),
             worker: OnceLock::new(),
+            timer: Mutex::new(TimerSlot::NotStarted),
         }
     }
 
@@ -79,6 +92,32 @@ impl Env {
                     job();
                 }
                 true
+            }
+        }
+    }
+
+    /// The timer thread, started if it is not running yet; `Closed` once
+    /// the store closed.
+    pub(crate) fn timer(&self) -> Result<Arc<Timer>> {
+        let mut slot = self.timer.lock();
+        match &*slot {
+            TimerSlot::Running(t) => Ok(Arc::clone(t)),
+            TimerSlot::Stopped => Err(Error::Closed),
+            TimerSlot::NotStarted => {
+                let t = Arc::new(Timer::start()?);
+                *slot = TimerSlot::Running(Arc::clone(&t));
+                Ok(t)
+            }
+        }
+    }
+
+    /// Stops the timer thread for good (the store closes); a panic in it
+    /// becomes the store's failure.
+    pub(crate) fn stop_timer(&self) {
+        let slot = std::mem::replace(&mut *self.timer.lock(), TimerSlot::Stopped);
+        if let TimerSlot::Running(t) = slot {
+            if t.stop() {
+                self.fail_panicked(crate::timer::THREAD);
             }
         }
     }

@@ -295,6 +295,17 @@ pub enum Error {
         /// What was found there instead.
         detail: String,
     },
+    /// The sync a durability future waited for failed without turning the
+    /// store read-only (for example, the disk was full when a new segment
+    /// was recorded in the catalog). The messages stay written; await
+    /// `Channel::synced_through` again, or call `Channel::sync`, to retry.
+    /// The failure is the `source()`.
+    #[error("the sync this future waited for failed; the messages are written but not known durable, await synced_through again or call sync to retry")]
+    SyncFailed {
+        /// Why the sync failed, shared by every future it covered.
+        #[source]
+        cause: Arc<Error>,
+    },
     /// An ack for a message that is not in flight to this queue member.
     #[error("cannot ack sequence {seq}: it is not in flight to this queue member (never delivered to it, already acked, or redelivered elsewhere after ack_wait)")]
     NotDelivered {

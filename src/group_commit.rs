@@ -6,12 +6,17 @@
 //! lock of this type held, so appends go on meanwhile); callers that arrive
 //! while a sync runs wait for it and return if it covered them, or lead the
 //! next one.
+//!
+//! Futures waiting for a ticket (durable publishes, `synced_through`) do
+//! not take part in the leadership: they register a waker, which every
+//! advance of the durable ticket (and every failed attempt) wakes.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{Condvar, Mutex};
 
 use crate::error::Result;
+use crate::wakeup::{Registration, WakerSet};
 
 /// See the module docs.
 pub(crate) struct GroupCommit {
@@ -20,6 +25,8 @@ pub(crate) struct GroupCommit {
     done: Condvar,
     /// Every ticket up to this one is durable. Only a leader raises it.
     durable: AtomicU64,
+    /// Futures waiting for a ticket to become durable.
+    wakers: WakerSet,
 }
 
 impl GroupCommit {
@@ -29,6 +36,7 @@ impl GroupCommit {
             leader: Mutex::new(false),
             done: Condvar::new(),
             durable: AtomicU64::new(durable),
+            wakers: WakerSet::default(),
         }
     }
 
@@ -64,6 +72,8 @@ impl GroupCommit {
             }
             *self.leader.lock() = false;
             self.done.notify_all();
+            // Futures see the new durable ticket, or find the failure.
+            self.wakers.wake_all();
             // A leader's sync covers everything written before it started,
             // so a ticket handed out earlier is covered now; the loop checks.
             outcome?;
@@ -73,6 +83,26 @@ impl GroupCommit {
     /// Records that everything up to `ticket` is durable without a sync
     /// (recovery left it so, or a seal made it so).
     pub(crate) fn mark_durable(&self, ticket: u64) {
-        self.durable.fetch_max(ticket, Ordering::AcqRel);
+        if self.durable.fetch_max(ticket, Ordering::AcqRel) < ticket {
+            self.wakers.wake_all();
+        }
+    }
+
+    /// Registers a future waiting for a ticket: it is woken when the
+    /// durable ticket advances or a sync fails. The caller then fences
+    /// (`wakeup::fence_after_register`) and checks `durable()` again.
+    pub(crate) fn register(&self, reg: &mut Registration, waker: &std::task::Waker) {
+        self.wakers.register(reg, waker);
+    }
+
+    /// Removes a future's registration (it finished or was dropped).
+    pub(crate) fn deregister(&self, reg: &mut Registration) {
+        self.wakers.deregister(reg);
+    }
+
+    /// Wakes every waiting future (the log was deleted or the store closed:
+    /// they find out when polled).
+    pub(crate) fn wake_all(&self) {
+        self.wakers.wake_all();
     }
 }

@@ -114,11 +114,13 @@ mod slots;
 mod storage;
 mod store;
 mod subscriptions;
+mod timer;
 mod wakeup;
 mod worker;
 
 pub use channel::{
-    Channel, ChannelStats, Delivery, QueueMember, QueueOptions, StartAt, Subscriber, SubscriberInfo, SubscriptionKind,
+    Channel, ChannelStats, Delivery, DeliveryStream, Durable, QueueMember, QueueOptions, Recv, RecvDelivery, StartAt,
+    Subscriber, SubscriberInfo, SubscriberStream, SubscriptionKind,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, IoOp, Result};

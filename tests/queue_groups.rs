@@ -197,3 +197,43 @@ fn last_member_leaving_keeps_delivery_counts() {
     let d = next.recv().unwrap();
     assert_eq!((d.seq(), d.delivery_count()), (2, 1));
 }
+
+/// A blocked `recv` of a member with no room (max_in_flight 1) is woken by
+/// the ack another thread sends, wherever the ack lands in its wait (before
+/// it was visible as a waiter, the ack once went unnoticed until ack_wait).
+#[test]
+fn an_ack_from_another_thread_wakes_a_blocked_recv() {
+    const N: u64 = 20_000;
+    let (_dir, store) = store(N);
+    let ch = store.channel("jobs").unwrap();
+    let member = std::sync::Arc::new(ch.queue_subscribe_with("w", StartAt::First, opts(600_000, 1)).unwrap());
+    let (tx, rx) = std::sync::mpsc::channel::<u64>();
+    let acker = {
+        let member = std::sync::Arc::clone(&member);
+        std::thread::spawn(move || {
+            let mut rng = common::Rng(5);
+            for seq in rx {
+                for _ in 0..rng.below(400) {
+                    std::hint::spin_loop();
+                }
+                member.ack(seq).unwrap();
+            }
+        })
+    };
+    let receiver = {
+        let member = std::sync::Arc::clone(&member);
+        std::thread::spawn(move || {
+            for seq in 1..=N {
+                assert_eq!(member.recv().unwrap().seq(), seq);
+                tx.send(seq).unwrap();
+            }
+        })
+    };
+    let start = std::time::Instant::now();
+    while !receiver.is_finished() {
+        assert!(start.elapsed() < Duration::from_secs(120), "an ack's wake-up was lost");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    receiver.join().unwrap();
+    acker.join().unwrap();
+}

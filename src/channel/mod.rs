@@ -1,5 +1,6 @@
 //! A channel: a log plus the subscriptions on it.
 
+mod durable;
 mod inspect;
 mod queue_group;
 mod subscriber;
@@ -18,9 +19,12 @@ use crate::log::{Log, Messages};
 use crate::message::Message;
 use crate::subscriptions::Subscriptions;
 
+pub use durable::Durable;
 pub use inspect::{SubscriberInfo, SubscriptionKind};
-pub use queue_group::{Delivery, QueueMember, QueueOptions};
-pub use subscriber::{StartAt, Subscriber};
+pub use queue_group::{Delivery, DeliveryStream, QueueMember, QueueOptions, RecvDelivery};
+pub use subscriber::{Recv, StartAt, Subscriber, SubscriberStream};
+
+use durable::SyncKick;
 
 pub(crate) use queue_group::GroupTable;
 pub(crate) use subscriber::commit_all;
@@ -37,6 +41,8 @@ pub(crate) struct ChannelCore {
     /// Last subscriber activity (clock ns); publishes count through the
     /// log's last timestamp. For `max_inactivity`.
     last_activity: AtomicU64,
+    /// Sync rounds for durability futures.
+    syncs: SyncKick,
 }
 
 impl ChannelCore {
@@ -48,6 +54,7 @@ impl ChannelCore {
             groups: GroupTable::default(),
             own_limits: RwLock::new(limits),
             last_activity: AtomicU64::new(now),
+            syncs: SyncKick::default(),
         })
     }
 

@@ -3,17 +3,22 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Deref;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::subscriber::{check_new, start_seq, wait_for_seq, StartAt};
+use super::subscriber::{check_new, start_seq, wait_for_seq_or, StartAt};
 use super::ChannelCore;
 use crate::error::{Error, Result};
 use crate::format::sublog::{Position, SubKind};
 use crate::message::Message;
 use crate::subscriptions::{InUse, SubKey};
+
+mod recv_async;
+
+pub use recv_async::{DeliveryStream, RecvDelivery};
 
 /// Per-group settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -158,6 +163,11 @@ pub(crate) struct Group {
     name: String,
     opts: QueueOptions,
     st: Mutex<GroupState>,
+    /// Bumped (under `st`) when an ack or a member's departure may give a
+    /// waiting member work without a publish; a waiter compares it before
+    /// and after it makes itself visible, so that such a wake-up is never
+    /// lost.
+    changes: AtomicU64,
     _attached: InUse,
 }
 
@@ -274,7 +284,9 @@ impl QueueMember {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(None);
             }
-            let woke = wait_for_seq(&self.group.core, wait.next_new, until);
+            let changes = &self.group.changes;
+            let changed = || changes.load(Ordering::Relaxed) != wait.changes;
+            let woke = wait_for_seq_or(&self.group.core, wait.next_new, changed, until);
             if !woke && deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(None);
             }
@@ -300,6 +312,7 @@ impl QueueMember {
             let wait = Wait {
                 expiry,
                 next_new: st.next_new,
+                changes: self.group.changes.load(Ordering::Relaxed),
             };
             if st.load.get(&self.id).copied().unwrap_or(0) >= self.group.opts.max_in_flight {
                 return Ok((
@@ -383,6 +396,7 @@ impl QueueMember {
         st.in_flight.remove(&seq);
         st.release(self.id);
         st.mark_acked(seq);
+        self.group.changes.fetch_add(1, Ordering::Relaxed);
         drop(st);
         core.touch();
         core.log.arrivals.wake();
@@ -395,6 +409,8 @@ struct Wait {
     expiry: Option<Instant>,
     /// The seq whose publication would give this member work.
     next_new: u64,
+    /// `Group::changes` when the member looked.
+    changes: u64,
 }
 
 impl Drop for QueueMember {
@@ -412,6 +428,7 @@ impl Drop for QueueMember {
             }
         }
         st.load.remove(&self.id);
+        self.group.changes.fetch_add(1, Ordering::Relaxed);
         drop(st);
         self.group.core.log.arrivals.wake();
     }
@@ -464,6 +481,7 @@ impl Group {
             }),
             name: name.to_string(),
             opts,
+            changes: AtomicU64::new(0),
             core,
             _attached: attached,
         })

@@ -14,6 +14,10 @@ use crate::log::Messages;
 use crate::message::Message;
 use crate::subscriptions::{InUse, SubKey, Subscriptions};
 
+mod recv_async;
+
+pub use recv_async::{Recv, SubscriberStream};
+
 /// Where a subscriber starts the first time it is created. Afterwards it
 /// always resumes after its committed position.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -268,9 +272,22 @@ impl Subscriber {
         }
     }
 
-    /// A blocking iterator over messages (ends only on error).
+    /// A blocking iterator over messages: each item is a [`recv`](Self::recv).
+    ///
+    /// It yields an error once and then ends, so a `for` loop stops when the
+    /// store is closed (`Closed`) or the channel deleted (`ChannelDeleted`)
+    /// instead of spinning on the error. The subscriber itself stays usable:
+    /// calling `iter` again goes on from the same position.
     pub fn iter(&self) -> impl Iterator<Item = Result<Message>> + '_ {
-        std::iter::from_fn(move || Some(self.recv()))
+        let mut ended = false;
+        std::iter::from_fn(move || {
+            if ended {
+                return None;
+            }
+            let next = self.recv();
+            ended = next.is_err();
+            Some(next)
+        })
     }
 
     /// Commits `seq` as processed together with `state`, atomically: after
@@ -344,8 +361,19 @@ impl Subscriber {
 /// Blocks until the channel holds `seq` (after a short spin), a wake-up or
 /// the deadline; false on timeout.
 pub(crate) fn wait_for_seq(core: &ChannelCore, seq: u64, deadline: Option<Instant>) -> bool {
+    wait_for_seq_or(core, seq, || false, deadline)
+}
+
+/// As [`wait_for_seq`], also returning when `changed()` holds (a state
+/// change other than a publish that a wake-up announces, such as an ack).
+pub(crate) fn wait_for_seq_or(
+    core: &ChannelCore,
+    seq: u64,
+    changed: impl Fn() -> bool,
+    deadline: Option<Instant>,
+) -> bool {
     let log = &core.log;
-    let ready = || log.last_seq() >= seq || log.check_live().is_err();
+    let ready = || log.last_seq() >= seq || log.check_live().is_err() || changed();
     for _ in 0..SPIN_BEFORE_BLOCKING {
         if ready() {
             return true;

@@ -40,6 +40,17 @@ impl Log {
     /// their range. Under `SyncPolicy::Always` returns once they are
     /// durable.
     pub(crate) fn append<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<RangeInclusive<u64>> {
+        let range = self.append_written(payloads)?;
+        if self.env.opts.get_sync_policy() == SyncPolicy::Always {
+            self.sync_through(*range.end())?;
+        }
+        Ok(range)
+    }
+
+    /// As `append`, returning once the messages are written whatever the
+    /// policy (an async durable publish then waits for the sync without
+    /// blocking its thread).
+    pub(crate) fn append_written<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<RangeInclusive<u64>> {
         let opts = &self.env.opts;
         let max = opts.get_max_payload();
         if let Some(p) = payloads.iter().find(|p| p.as_ref().len() > max as usize) {
@@ -128,9 +139,6 @@ impl Log {
             first..=last
         };
         self.arrivals.wake();
-        if always {
-            self.sync_through(*range.end())?;
-        }
         Ok(range)
     }
 

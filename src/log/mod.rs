@@ -28,6 +28,7 @@ mod verify;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
+use std::task::Waker;
 
 use parking_lot::Mutex;
 
@@ -37,7 +38,7 @@ use crate::error::{Error, Result};
 use crate::format::catalog::ChannelEntry;
 use crate::group_commit::GroupCommit;
 use crate::report::ChannelRecovery;
-use crate::wakeup::Arrivals;
+use crate::wakeup::{Arrivals, Registration};
 
 pub(crate) use cut::{CutSegment, LogCut};
 pub use read::Messages;
@@ -247,7 +248,33 @@ impl Log {
         // Background work on this log finishes (and starts no more), so
         // its directory can be removed.
         drop(self.sealing.lock());
+        self.wake_all();
+    }
+
+    /// Wakes every blocked receiver and every pending future of the log
+    /// (receives, durability waits): the channel was deleted or the store
+    /// closed, and they find out when they look.
+    pub(crate) fn wake_all(&self) {
         self.arrivals.wake();
+        self.commit.wake_all();
+    }
+
+    /// Registers a future waiting for `durable_seq()` to advance (or a sync
+    /// to fail, the log to be deleted, the store to close). The caller then
+    /// fences (`wakeup::fence_after_register`) and looks again.
+    pub(crate) fn register_durable(&self, reg: &mut Registration, waker: &Waker) {
+        self.commit.register(reg, waker);
+    }
+
+    /// Wakes the futures waiting for durability (a sync they asked for
+    /// failed).
+    pub(crate) fn wake_durable(&self) {
+        self.commit.wake_all();
+    }
+
+    /// Removes a future's registration (it finished or was dropped).
+    pub(crate) fn deregister_durable(&self, reg: &mut Registration) {
+        self.commit.deregister(reg);
     }
 }
 

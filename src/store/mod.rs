@@ -457,9 +457,11 @@ impl StoreShared {
                 self.env.fail_panicked(crate::worker::THREAD);
             }
         }
+        // Blocked receivers and pending futures find the store closed.
         for core in &channels {
-            core.log.arrivals.wake();
+            core.log.wake_all();
         }
+        self.env.stop_timer();
         self.lock.lock().take();
         result
     }

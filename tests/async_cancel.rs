@@ -215,7 +215,11 @@ fn receives_dropped_after_random_polls_lose_nothing() {
         match got {
             Some(d) => {
                 let d = d.unwrap();
-                assert_eq!((d.seq(), d.delivery_count()), (next_member, 1), "member lost or repeated");
+                assert_eq!(
+                    (d.seq(), d.delivery_count()),
+                    (next_member, 1),
+                    "member lost or repeated"
+                );
                 member.ack(d.seq()).unwrap();
                 next_member += 1;
             }

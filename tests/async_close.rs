@@ -16,9 +16,7 @@ const DEADLINE: Duration = Duration::from_secs(30);
 
 fn open() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
-    let opts = Options::default()
-        .segment_size(1 << 20)
-        .sync_policy(SyncPolicy::Never);
+    let opts = Options::default().segment_size(1 << 20).sync_policy(SyncPolicy::Never);
     let store = Store::open(dir.path(), opts).unwrap();
     (dir, store)
 }

@@ -23,9 +23,7 @@ const DEADLINE: Duration = Duration::from_secs(120);
 
 fn open() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
-    let opts = Options::default()
-        .segment_size(1 << 20)
-        .sync_policy(SyncPolicy::Never);
+    let opts = Options::default().segment_size(1 << 20).sync_policy(SyncPolicy::Never);
     let store = Store::open(dir.path(), opts).unwrap();
     (dir, store)
 }
@@ -72,7 +70,7 @@ async fn publish(ch: Channel, publisher: u64, floor: Arc<AtomicU64>) {
 async fn work(member: QueueMember, index: usize, deliveries: Deliveries, floor: Arc<AtomicU64>) {
     let mut stream = member.stream();
     while floor.load(Ordering::Acquire) < TOTAL {
-        let next = if index % 2 == 0 {
+        let next = if index.is_multiple_of(2) {
             member.recv_async().await
         } else {
             stream.next().await.unwrap()
@@ -114,7 +112,7 @@ fn run_on_tokio(rt: tokio::runtime::Runtime) {
             }
             // Members still waiting once everything is acked: one extra
             // message each ends their loop.
-            let extra = ch.publish_batch(&vec![b"end"; MEMBERS]).unwrap();
+            let extra = ch.publish_batch(&[b"end"; MEMBERS]).unwrap();
             for w in workers.drain(..) {
                 w.await.unwrap();
             }

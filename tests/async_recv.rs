@@ -30,9 +30,7 @@ const DEADLINE: Duration = Duration::from_secs(120);
 
 fn open() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
-    let opts = Options::default()
-        .segment_size(1 << 20)
-        .sync_policy(SyncPolicy::Never);
+    let opts = Options::default().segment_size(1 << 20).sync_policy(SyncPolicy::Never);
     let store = Store::open(dir.path(), opts).unwrap();
     (dir, store)
 }
@@ -141,7 +139,7 @@ fn publish_blocking(ch: &Channel, publisher: u64, progress: &Progress) {
 /// through `stream`.
 async fn receive(sub: Subscriber, index: usize, progress: Progress) -> Subscriber {
     let mut seen = Seen::new();
-    if index % 2 == 0 {
+    if index.is_multiple_of(2) {
         while !seen.done() {
             let m = sub.recv_async().await.unwrap();
             seen.saw(&m);

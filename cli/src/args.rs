@@ -136,6 +136,13 @@ pub enum Command {
         #[command(flatten)]
         out: JsonFlag,
     },
+    /// Forward a channel to NATS JetStream, exactly once, with a live status line.
+    ///
+    /// Unlike the other commands, the relay owns the store while it runs
+    /// (it commits its position as a durable subscriber): run it against a
+    /// store no application has open, or use the spool-relay library inside
+    /// the application. Stops gracefully on Ctrl-C or SIGTERM.
+    Relay(spool_relay::command::RelayArgs),
 }
 
 /// `--json`.

@@ -378,7 +378,16 @@ fn no_permission_says_permission_denied() {
 
 #[test]
 fn every_command_has_help_with_an_example() {
-    for cmd in ["stat", "dump", "tail", "subscribers", "verify", "backup", "repair"] {
+    for cmd in [
+        "stat",
+        "dump",
+        "tail",
+        "subscribers",
+        "verify",
+        "backup",
+        "repair",
+        "relay",
+    ] {
         let o = spool(&[cmd, "--help"]);
         assert_eq!(o.status.code(), Some(0));
         let text = stdout(&o);
@@ -387,4 +396,48 @@ fn every_command_has_help_with_an_example() {
             "{cmd}: {text}"
         );
     }
+}
+
+/// `spool relay` refuses what it cannot relay in one line, before and
+/// after reaching for NATS. (Relaying through a real server is tested in
+/// the relay crate, on the command both binaries share.)
+#[test]
+fn relay_errors_are_one_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("missing");
+    let args = |d: &str, ch: &str| {
+        spool(&[
+            "relay",
+            d,
+            ch,
+            "--nats",
+            "nats://127.0.0.1:1",
+            "--subject",
+            "outbox.{channel}",
+            "--quiet",
+        ])
+    };
+    let e = one_line_error(&args(missing.to_str().expect("utf-8"), "orders"), 1);
+    assert!(e.contains("no such directory"), "{e}");
+    assert!(!missing.exists(), "nothing created");
+    let root = dir.path().join("store");
+    make_store(&root);
+    let r = root.to_str().expect("utf-8");
+    let e = one_line_error(&args(r, "nope"), 1);
+    assert!(e.contains("no channel \"nope\""), "{e}");
+    // Nothing listens on port 1.
+    let e = one_line_error(&args(r, "orders"), 1);
+    assert!(e.contains("connecting to nats://127.0.0.1:1"), "{e}");
+    // --create-stream needs --stream: a usage error.
+    let o = spool(&[
+        "relay",
+        r,
+        "orders",
+        "--nats",
+        "nats://127.0.0.1:1",
+        "--subject",
+        "s",
+        "--create-stream",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }

@@ -59,6 +59,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod command;
 mod engine;
 mod error;
 pub mod msg_id;

@@ -34,6 +34,8 @@ pub enum CliError {
     Io(io::Error),
     /// Bad input the arguments' parser could not see.
     Usage(String),
+    /// The relay stopped with an error (from NATS, or from the store).
+    Relay(String),
 }
 
 impl From<spool::Error> for CliError {
@@ -72,6 +74,7 @@ impl fmt::Display for CliError {
             }
             CliError::Io(e) => write!(f, "writing the output failed: {e}"),
             CliError::Usage(text) => f.write_str(text),
+            CliError::Relay(text) => write!(f, "relay: {text}"),
         }
     }
 }
@@ -105,6 +108,9 @@ pub fn run(command: Command) -> Result<Outcome, CliError> {
         Command::Verify { dir, out: json } => verify::run(&dir, json.json, &mut out),
         Command::Backup { dir, dest, out: json } => backup::run(&dir, &dest, json.json, &mut out),
         Command::Repair { dir, yes, out: json } => repair::run(&dir, yes, json.json, &mut out),
+        Command::Relay(args) => spool_relay::command::run(args)
+            .map(|()| Outcome::Done)
+            .map_err(|e| CliError::Relay(e.to_string())),
     }?;
     out.flush()?;
     Ok(outcome)

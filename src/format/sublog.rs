@@ -167,7 +167,18 @@ fn put_name(out: &mut Vec<u8>, name: &str) {
 
 /// Encodes a record's body (both versions).
 pub(crate) fn encode_body(rec: &LogRecord) -> Vec<u8> {
-    let mut body = Vec::new();
+    // Sized up front: one allocation per record on the commit path.
+    let mut body = Vec::with_capacity(match rec {
+        LogRecord::Commit { entries, state } => {
+            7 + state.len()
+                + entries
+                    .iter()
+                    .map(|e| 23 + e.name.len() + 16 * e.acked_above.len())
+                    .sum::<usize>()
+        }
+        LogRecord::Remove { name, .. } => 11 + name.len(),
+        LogRecord::Watermark { .. } => 17,
+    });
     match rec {
         LogRecord::Commit { entries, state } => {
             body.push(KIND_COMMIT);

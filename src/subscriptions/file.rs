@@ -6,11 +6,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crossbeam_channel::Sender;
+
 use crate::error::{Error, IoOp, Result};
 use crate::format::frame::{encode_message, frame_len};
 use crate::format::segment::Slot;
 use crate::format::sublog::{LogHeader, V2_HEADER_LEN};
 use crate::mmap::{RecordsToken, Region};
+use crate::prefault::{PrefaultCursor, Request};
 use crate::slots::SlotWriter;
 use crate::storage::Storage;
 
@@ -36,6 +39,8 @@ pub(crate) struct LogFile {
     pub(crate) next_record: u64,
     /// The end the newest watermark (record or slot) claims durable.
     recorded_end: usize,
+    /// The pages ahead of `end` asked of the prefault thread.
+    prefault: PrefaultCursor,
 }
 
 /// What a sync of the log must cover, taken under the lock and synced
@@ -86,6 +91,7 @@ impl LogFile {
             end: V2_HEADER_LEN,
             next_record: header.first_record,
             recorded_end: V2_HEADER_LEN,
+            prefault: PrefaultCursor::at(V2_HEADER_LEN),
         };
         for (ts, body) in durable {
             file.append(*ts, body)?;
@@ -185,6 +191,7 @@ impl LogFile {
             end,
             next_record,
             recorded_end: V2_HEADER_LEN,
+            prefault: PrefaultCursor::at(end),
         })
     }
 
@@ -226,6 +233,14 @@ impl LogFile {
         self.end += len;
         self.next_record += 1;
         Ok(recno)
+    }
+
+    /// Asks the prefault thread for the pages ahead of the next record, so
+    /// commits copy into pages already mapped instead of each 4 KiB page
+    /// being zero-filled in a fault on the committing thread (~12 % of a
+    /// no-sync commit).
+    pub(crate) fn prefault_ahead(&mut self, sender: Option<&Sender<Request>>) {
+        self.prefault.advance(sender, &self.region, self.end);
     }
 
     /// What a sync started now must cover.

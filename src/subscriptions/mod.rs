@@ -208,6 +208,7 @@ impl Subscriptions {
                 }
             }
             let n = log.file.append(now, &body).map_err(|e| self.env.fail(e))?;
+            log.file.prefault_ahead(self.env.prefault.get());
             apply(&mut self.durable.lock(), n, now, rec);
             self.dirty.store(true, Ordering::Release);
             n

@@ -21,6 +21,13 @@ use super::recover::needs_index_entry;
 /// publication's atomics are not paid per record.
 const PUBLISH_STEP: usize = 64;
 
+/// A call appending at least this many bytes writes through the file with
+/// pwrite whatever the policy: `write(2)` of whole pages into the page cache
+/// skips the zero-fill every fresh page of the mapping pays on its first
+/// fault (the kernel's `__pi_memset` was a fifth of a batched append's
+/// time), and one syscall per staged MiB is cheap next to that.
+const WRITE_THROUGH_BYTES: usize = 64 << 10;
+
 /// Segments rolled away from that may wait for the worker to seal them;
 /// past that the writer seals them itself.
 pub(super) const MAX_PENDING_SEALS: usize = 2;
@@ -66,6 +73,8 @@ impl Log {
             ));
         }
         let always = opts.get_sync_policy() == SyncPolicy::Always;
+        let bytes: usize = payloads.iter().map(|p| p.as_ref().len()).sum();
+        let through = always || bytes >= WRITE_THROUGH_BYTES;
         let mut rolled = false;
         let range = {
             let mut st = self.state.lock();
@@ -78,9 +87,9 @@ impl Log {
             // and publishes once per call. Otherwise appends store through
             // the mapping and a long batch is published in steps, so readers
             // keep going. `roll` sets the mode of each new segment's token.
-            let step = if always { usize::MAX } else { PUBLISH_STEP };
+            let step = if through { usize::MAX } else { PUBLISH_STEP };
             if let Some(a) = st.active.as_mut() {
-                self.set_write_mode(a)?;
+                self.set_write_mode(a, through)?;
             }
             for (i, payload) in payloads.iter().enumerate() {
                 let payload = payload.as_ref();
@@ -92,6 +101,9 @@ impl Log {
                         drop(st);
                         self.after_roll();
                         return Err(e);
+                    }
+                    if let Some(a) = st.active.as_mut() {
+                        self.set_write_mode(a, through)?;
                     }
                 }
                 let st = &mut *st;
@@ -117,7 +129,7 @@ impl Log {
                 a.offset += len;
                 st.next_seq += 1;
                 st.last_timestamp = timestamp;
-                if !always {
+                if !through {
                     a.prefault
                         .advance(self.env.prefault.get(), a.records.region(), a.offset);
                 }
@@ -152,9 +164,9 @@ impl Log {
         }
     }
 
-    /// Writes through the file under `SyncPolicy::Always` (see `append`).
-    fn set_write_mode(&self, a: &mut Active) -> Result<()> {
-        let through = self.env.opts.get_sync_policy() == SyncPolicy::Always;
+    /// Writes through the file, or stores through the mapping (see
+    /// `append`).
+    fn set_write_mode(&self, a: &mut Active, through: bool) -> Result<()> {
         a.records
             .set_write_through(through)
             .map_err(|e| self.env.fail(write_error(&a.seg.path)(e)))
@@ -216,7 +228,8 @@ impl Log {
         self.table.push(SegmentEntry::opened(Arc::clone(&seg)));
         let slots = created.slots;
         let mut active = Active::new(seg, created.records, slots, SEGMENT_HEADER_LEN, false);
-        self.set_write_mode(&mut active)?;
+        let always = self.env.opts.get_sync_policy() == SyncPolicy::Always;
+        self.set_write_mode(&mut active, always)?;
         st.active = Some(active);
         Ok(())
     }

@@ -27,8 +27,18 @@ type Waiting = Pin<Box<dyn Future<Output = Error> + Send>>;
 /// ended it. Two queue members hold a message in flight (so they also wait
 /// on the timer thread for its redelivery).
 fn waiting_receives(ch: &Channel) -> Vec<Waiting> {
+    waiting(ch, true)
+}
+
+/// As [`waiting_receives`]; without `in_flight`, no member holds a message,
+/// so nothing waits on the timer thread: only the close (or delete) itself
+/// can wake the futures. (With the timer, its stop wakes the members, whose
+/// departure wakes every receive of the channel.)
+fn waiting(ch: &Channel, in_flight: bool) -> Vec<Waiting> {
     let mut out: Vec<Waiting> = Vec::new();
-    ch.publish_batch(&[b"j1".as_slice(), b"j2"]).unwrap();
+    if in_flight {
+        ch.publish_batch(&[b"j1".as_slice(), b"j2"]).unwrap();
+    }
     for i in 0..6 {
         let sub = ch.subscribe(&format!("s{i}"), StartAt::New).unwrap();
         out.push(Box::pin(async move {
@@ -48,7 +58,7 @@ fn waiting_receives(ch: &Channel) -> Vec<Waiting> {
     };
     for i in 0..4 {
         let member = ch.queue_subscribe_with("g", StartAt::First, opts).unwrap();
-        if i < 2 {
+        if in_flight && i < 2 {
             // In flight: the waiting member below has a redelivery deadline.
             let d = member.try_recv().unwrap().unwrap();
             assert_eq!(d.delivery_count(), 1);
@@ -71,6 +81,12 @@ fn waiting_receives(ch: &Channel) -> Vec<Waiting> {
 /// returns the errors they ended with.
 fn end_on_tokio(rt: &tokio::runtime::Runtime, waiting: Vec<Waiting>, end: impl FnOnce()) -> Vec<Error> {
     let handles: Vec<_> = waiting.into_iter().map(|w| rt.spawn(w)).collect();
+    // A current-thread runtime polls its tasks only inside `block_on`.
+    rt.block_on(async {
+        for _ in 0..1000 {
+            tokio::task::yield_now().await;
+        }
+    });
     thread::sleep(Duration::from_millis(100));
     assert!(handles.iter().all(|h| !h.is_finished()), "nothing ends before");
     end();
@@ -124,6 +140,40 @@ fn close_wakes_every_pending_future_on_tokio() {
     let rt = multi_thread();
     let errors = end_on_tokio(&rt, waiting_receives(&ch), || store.close().unwrap());
     assert_eq!(errors.len(), 10);
+    for e in errors {
+        assert!(matches!(e, Error::Closed), "{e:?}");
+    }
+}
+
+#[test]
+fn close_wakes_every_pending_future_on_tokio_current_thread() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    for in_flight in [true, false] {
+        let (_dir, store) = open();
+        let ch = store.channel("c").unwrap();
+        let errors = end_on_tokio(&rt, waiting(&ch, in_flight), || store.close().unwrap());
+        assert_eq!(errors.len(), 10);
+        for e in errors {
+            assert!(matches!(e, Error::Closed), "{e:?}");
+        }
+    }
+}
+
+/// Nothing waits on the timer: the close alone wakes the futures.
+#[test]
+fn close_alone_wakes_every_pending_future() {
+    let (_dir, store) = open();
+    let ch = store.channel("c").unwrap();
+    let errors = end_on_tokio(&multi_thread(), waiting(&ch, false), || store.close().unwrap());
+    assert_eq!(errors.len(), 10);
+    let (_dir, store) = open();
+    let ch = store.channel("c").unwrap();
+    let errors = errors
+        .into_iter()
+        .chain(end_on_futures_executor(waiting(&ch, false), || store.close().unwrap()));
     for e in errors {
         assert!(matches!(e, Error::Closed), "{e:?}");
     }

@@ -285,8 +285,9 @@ fn subscriber_iter_ends_after_closed() {
     assert_eq!(reader.join().unwrap(), (11, 1));
 }
 
-/// What `Store::close` documents for handles held past it: reads and
-/// writes return `Closed`; the counters keep their last values.
+/// What `Store::close` documents for handles held past it: reads, writes,
+/// receives and acks return `Closed` (each method that returns a `Result`
+/// and is not about durability); the counters keep their last values.
 #[test]
 fn held_handles_after_close_behave_as_documented() {
     let (_dir, store) = open();
@@ -295,7 +296,35 @@ fn held_handles_after_close_behave_as_documented() {
     let mut messages = ch.read_from(1).unwrap();
     let held = ch.get(1).unwrap();
     let sub = ch.subscribe("s", StartAt::First).unwrap();
+    let member = ch.queue_subscribe("g", StartAt::First).unwrap();
     store.close().unwrap();
+    let closed = |r: Result<(), Error>, what: &str| assert!(matches!(r, Err(Error::Closed)), "{what}: {r:?}");
+    closed(ch.publish_batch(&[b"c"]).map(drop), "publish_batch");
+    closed(ch.subscribe("t", StartAt::First).map(drop), "subscribe");
+    closed(ch.queue_subscribe("h", StartAt::First).map(drop), "queue_subscribe");
+    closed(ch.remove_subscriber("s"), "remove_subscriber");
+    closed(ch.subscribers().map(drop), "subscribers");
+    closed(ch.disk_usage().map(drop), "disk_usage");
+    closed(sub.recv().map(drop), "recv");
+    closed(sub.recv_timeout(Duration::from_millis(1)).map(drop), "recv_timeout");
+    closed(futures::executor::block_on(sub.recv_async()).map(drop), "recv_async");
+    closed(member.try_recv().map(drop), "member try_recv");
+    closed(member.recv().map(drop), "member recv");
+    closed(
+        futures::executor::block_on(member.recv_async()).map(drop),
+        "member recv_async",
+    );
+    closed(member.ack(1), "ack");
+    closed(
+        futures::executor::block_on(ch.publish_durable_async(b"d")).map(drop),
+        "publish_durable_async",
+    );
+    // Everything was made durable by the close: waiting for durability
+    // succeeds at once; so does waiting for a message that is there.
+    ch.sync().unwrap();
+    futures::executor::block_on(ch.synced_through(2)).unwrap();
+    assert!(ch.wait_for(2, Duration::from_secs(600)).unwrap());
+    assert!(!ch.wait_for(3, Duration::from_secs(600)).unwrap(), "returns at once");
     assert!(matches!(ch.get(1), Err(Error::Closed)));
     assert!(matches!(ch.read_from(1), Err(Error::Closed)));
     assert!(matches!(ch.publish(b"c"), Err(Error::Closed)));

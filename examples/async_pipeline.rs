@@ -4,7 +4,8 @@
 //!   durability (`publish_batch_durable_async`: the fdatasync runs on
 //!   spool's background thread, shared by every waiter);
 //! - a **consumer** task reads them as a stream, keeps a running total,
-//!   forwards each order to a `shipping` channel, and commits its position
+//!   forwards each order to a `shipping` channel, awaits the durability of
+//!   what it forwarded (`synced_through`), and commits its position
 //!   together with the total (so a restart resumes exactly where it
 //!   stopped, with the matching total);
 //! - a **queue group** of worker tasks shares the shipping jobs: each job
@@ -54,13 +55,14 @@ async fn produce(orders: Channel) -> spool::Result<()> {
 
 /// Totals the orders, forwards each as a shipping job, commits position +
 /// total. Returns the total.
-async fn consume(totals: Subscriber, orders: Channel, shipping: Channel) -> spool::Result<u64> {
+async fn consume(totals: Subscriber, shipping: Channel) -> spool::Result<u64> {
     let (_, state) = totals.committed();
     let mut total = match state.len() {
         8 => u64::from_le_bytes(state[..].try_into().unwrap_or_default()),
         _ => 0,
     };
     let mut stream = totals.stream();
+    let mut forwarded = shipping.last_seq();
     while let Some(msg) = stream.next().await {
         let msg = msg?;
         let end = msg.payload().is_empty();
@@ -68,13 +70,14 @@ async fn consume(totals: Subscriber, orders: Channel, shipping: Channel) -> spoo
             let p = msg.payload();
             let (id, cents) = (&p[..8], &p[8..]);
             total += u64::from_le_bytes(cents.try_into().unwrap_or_default());
-            shipping.publish(id)?;
+            forwarded = shipping.publish(id)?; // written, not durable yet
         }
         if end || msg.seq() % COMMIT_EVERY == 0 {
-            // A commit first makes the channel durable through the seq;
-            // awaiting that here keeps the sync off this thread, so the
-            // commit (under `SyncPolicy::Never`) only writes its record.
-            orders.synced_through(msg.seq()).await?;
+            // The jobs forwarded so far become durable before the position
+            // that says they were forwarded is committed: a power cut never
+            // leaves a committed order whose job is lost. The sync runs on
+            // spool's background thread; this task just waits.
+            shipping.synced_through(forwarded).await?;
             totals.commit(msg.seq(), &total.to_le_bytes())?;
         }
         if end {
@@ -129,7 +132,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect::<spool::Result<_>>()?;
 
     let producer = tokio::spawn(produce(orders.clone()));
-    let consumer = tokio::spawn(consume(totals, orders.clone(), shipping.clone()));
+    let consumer = tokio::spawn(consume(totals, shipping.clone()));
     let workers: Vec<_> = workers.into_iter().map(|m| tokio::spawn(work(m))).collect();
 
     producer.await??;

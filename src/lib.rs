@@ -52,6 +52,36 @@
 //! members, hand each message to one member and redeliver what is not
 //! acked in time.
 //!
+//! # Async
+//!
+//! Every wait has a future, on any executor (spool depends on no runtime):
+//! [`Subscriber::recv_async`] and [`Subscriber::stream`],
+//! [`QueueMember::recv_async`] and [`QueueMember::stream`], and
+//! [`Channel::publish_durable_async`] (with
+//! [`publish_batch_durable_async`](Channel::publish_batch_durable_async) and
+//! [`synced_through`](Channel::synced_through)), which appends at once and
+//! resolves when a sync on spool's background thread has made the message
+//! durable. Receives are cancellation-safe: dropping a future or stream
+//! loses and skips nothing. Closing the store or deleting the channel ends
+//! every pending future with `Closed` / `ChannelDeleted`.
+//!
+//! ```
+//! use futures::StreamExt;
+//! # let dir = tempfile::tempdir()?;
+//! let store = spool::Store::open(dir.path(), spool::Options::default())?;
+//! let orders = store.channel("orders")?;
+//! let billing = orders.subscribe("billing", spool::StartAt::First)?;
+//! let rt = tokio::runtime::Runtime::new()?;
+//! rt.block_on(async {
+//!     let seq = orders.publish_durable_async(b"order 1").await?; // durable now
+//!     let mut stream = billing.stream();
+//!     let msg = stream.next().await.expect("a stream ends only after an error")?;
+//!     assert_eq!((msg.seq(), msg.payload()), (seq, &b"order 1"[..]));
+//!     billing.commit(msg.seq(), b"")
+//! })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Durability
 //!
 //! Every write API documents two levels:
@@ -79,8 +109,10 @@
 //! [`RecoveryMode::Repair`], which keeps every intact record and reports the
 //! lost ranges in [`Store::recovery_report`].
 //!
-//! The file format is documented byte by byte in `docs/format.md`; the
-//! memory-mapping hazards and how spool avoids them in `docs/safety.md`.
+//! The file format is documented byte by byte in [`docs::format`]; the
+//! memory-mapping hazards and how spool avoids them in [`docs::safety`]
+//! (the same pages as `docs/format.md` and `docs/safety.md` in the
+//! repository).
 //!
 //! # Platform
 //!
@@ -140,7 +172,18 @@ pub use report::{
 };
 pub use store::Store;
 
-/// Simulated storage for crash testing (your application's too).
-pub mod sim {
-    pub use crate::storage::sim::SimStorage;
+pub use storage::sim;
+
+/// Design documents, rendered here so that they can be read (and linked)
+/// with the API docs.
+pub mod docs {
+    /// The on-disk format, byte by byte (`docs/format.md`).
+    pub mod format {
+        #![doc = include_str!("../docs/format.md")]
+    }
+    /// Memory-mapping hazards and how spool avoids them
+    /// (`docs/safety.md`).
+    pub mod safety {
+        #![doc = include_str!("../docs/safety.md")]
+    }
 }

@@ -10,6 +10,27 @@ use crate::segment::Segment;
 /// view into the mapped segment, not a copy; the segment stays mapped for as
 /// long as the `Message` (or a clone) is alive, even if retention or channel
 /// deletion removes the file meanwhile.
+///
+/// Cloning is cheap (a reference count); copy the payload out with
+/// `to_vec()` only when you need to own it.
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// let store = spool::Store::open(dir.path(), spool::Options::default())?;
+/// let log = store.channel("log")?;
+/// let seq = log.publish(b"disk 93% full")?;
+///
+/// let msg = log.get(seq)?;
+/// assert_eq!((msg.seq(), msg.payload()), (1, &b"disk 93% full"[..]));
+/// assert!(msg.timestamp() > 0); // ns since the Unix epoch
+/// // The same message by time: the first at or after its timestamp.
+/// assert_eq!(log.seq_at_or_after(msg.timestamp())?, Some(seq));
+///
+/// // A held message stays readable even after its channel is deleted.
+/// store.delete_channel("log")?;
+/// assert_eq!(msg.payload(), b"disk 93% full");
+/// # Ok::<(), spool::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct Message {
     segment: Arc<Segment>,

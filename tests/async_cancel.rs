@@ -40,9 +40,18 @@ fn spawn_publisher(ch: spool::Channel, n: u64, seed: u64) -> tokio::task::JoinHa
     })
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+fn multi_thread() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap()
+}
+
+/// On this runtime the publisher and the receiver share the one thread, so
+/// a receive is cancelled only between the publisher's steps.
+fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
         .unwrap()
@@ -52,12 +61,20 @@ fn runtime() -> tokio::runtime::Runtime {
 /// timer wins, the receive future is dropped. The subscriber still sees
 /// every message once, in order.
 #[test]
-fn subscriber_receive_cancelled_by_a_timer_loses_nothing() {
+fn subscriber_receive_cancelled_by_a_timer_loses_nothing_multi_thread() {
+    subscriber_receive_cancelled_by_a_timer(multi_thread());
+}
+
+#[test]
+fn subscriber_receive_cancelled_by_a_timer_loses_nothing_current_thread() {
+    subscriber_receive_cancelled_by_a_timer(current_thread());
+}
+
+fn subscriber_receive_cancelled_by_a_timer(rt: tokio::runtime::Runtime) {
     const N: u64 = 5_000;
     let (_dir, store) = open(SyncPolicy::Never);
     let ch = store.channel("c").unwrap();
     let sub = ch.subscribe("s", StartAt::First).unwrap();
-    let rt = runtime();
     let cancelled = rt.block_on(async {
         let publisher = spawn_publisher(ch.clone(), N, 1);
         let mut rng = common::Rng(2);
@@ -99,7 +116,16 @@ fn subscriber_receive_cancelled_by_a_timer_loses_nothing() {
 /// message waits for an ack deadline (ack_wait is long here) and none is
 /// delivered twice.
 #[test]
-fn queue_receive_cancelled_by_a_timer_hands_out_nothing() {
+fn queue_receive_cancelled_by_a_timer_hands_out_nothing_multi_thread() {
+    queue_receive_cancelled_by_a_timer(multi_thread());
+}
+
+#[test]
+fn queue_receive_cancelled_by_a_timer_hands_out_nothing_current_thread() {
+    queue_receive_cancelled_by_a_timer(current_thread());
+}
+
+fn queue_receive_cancelled_by_a_timer(rt: tokio::runtime::Runtime) {
     const N: u64 = 5_000;
     let (_dir, store) = open(SyncPolicy::Never);
     let ch = store.channel("c").unwrap();
@@ -108,7 +134,6 @@ fn queue_receive_cancelled_by_a_timer_hands_out_nothing() {
         max_in_flight: 4,
     };
     let member = ch.queue_subscribe_with("g", StartAt::First, opts).unwrap();
-    let rt = runtime();
     let cancelled = rt.block_on(async {
         let publisher = spawn_publisher(ch.clone(), N, 3);
         let mut rng = common::Rng(4);

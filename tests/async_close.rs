@@ -27,8 +27,18 @@ type Waiting = Pin<Box<dyn Future<Output = Error> + Send>>;
 /// ended it. Two queue members hold a message in flight (so they also wait
 /// on the timer thread for its redelivery).
 fn waiting_receives(ch: &Channel) -> Vec<Waiting> {
+    waiting(ch, true)
+}
+
+/// As [`waiting_receives`]; without `in_flight`, no member holds a message,
+/// so nothing waits on the timer thread: only the close (or delete) itself
+/// can wake the futures. (With the timer, its stop wakes the members, whose
+/// departure wakes every receive of the channel.)
+fn waiting(ch: &Channel, in_flight: bool) -> Vec<Waiting> {
     let mut out: Vec<Waiting> = Vec::new();
-    ch.publish_batch(&[b"j1".as_slice(), b"j2"]).unwrap();
+    if in_flight {
+        ch.publish_batch(&[b"j1".as_slice(), b"j2"]).unwrap();
+    }
     for i in 0..6 {
         let sub = ch.subscribe(&format!("s{i}"), StartAt::New).unwrap();
         out.push(Box::pin(async move {
@@ -48,7 +58,7 @@ fn waiting_receives(ch: &Channel) -> Vec<Waiting> {
     };
     for i in 0..4 {
         let member = ch.queue_subscribe_with("g", StartAt::First, opts).unwrap();
-        if i < 2 {
+        if in_flight && i < 2 {
             // In flight: the waiting member below has a redelivery deadline.
             let d = member.try_recv().unwrap().unwrap();
             assert_eq!(d.delivery_count(), 1);
@@ -71,6 +81,12 @@ fn waiting_receives(ch: &Channel) -> Vec<Waiting> {
 /// returns the errors they ended with.
 fn end_on_tokio(rt: &tokio::runtime::Runtime, waiting: Vec<Waiting>, end: impl FnOnce()) -> Vec<Error> {
     let handles: Vec<_> = waiting.into_iter().map(|w| rt.spawn(w)).collect();
+    // A current-thread runtime polls its tasks only inside `block_on`.
+    rt.block_on(async {
+        for _ in 0..1000 {
+            tokio::task::yield_now().await;
+        }
+    });
     thread::sleep(Duration::from_millis(100));
     assert!(handles.iter().all(|h| !h.is_finished()), "nothing ends before");
     end();
@@ -124,6 +140,40 @@ fn close_wakes_every_pending_future_on_tokio() {
     let rt = multi_thread();
     let errors = end_on_tokio(&rt, waiting_receives(&ch), || store.close().unwrap());
     assert_eq!(errors.len(), 10);
+    for e in errors {
+        assert!(matches!(e, Error::Closed), "{e:?}");
+    }
+}
+
+#[test]
+fn close_wakes_every_pending_future_on_tokio_current_thread() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    for in_flight in [true, false] {
+        let (_dir, store) = open();
+        let ch = store.channel("c").unwrap();
+        let errors = end_on_tokio(&rt, waiting(&ch, in_flight), || store.close().unwrap());
+        assert_eq!(errors.len(), 10);
+        for e in errors {
+            assert!(matches!(e, Error::Closed), "{e:?}");
+        }
+    }
+}
+
+/// Nothing waits on the timer: the close alone wakes the futures.
+#[test]
+fn close_alone_wakes_every_pending_future() {
+    let (_dir, store) = open();
+    let ch = store.channel("c").unwrap();
+    let errors = end_on_tokio(&multi_thread(), waiting(&ch, false), || store.close().unwrap());
+    assert_eq!(errors.len(), 10);
+    let (_dir, store) = open();
+    let ch = store.channel("c").unwrap();
+    let errors = errors
+        .into_iter()
+        .chain(end_on_futures_executor(waiting(&ch, false), || store.close().unwrap()));
     for e in errors {
         assert!(matches!(e, Error::Closed), "{e:?}");
     }
@@ -235,8 +285,9 @@ fn subscriber_iter_ends_after_closed() {
     assert_eq!(reader.join().unwrap(), (11, 1));
 }
 
-/// What `Store::close` documents for handles held past it: reads and
-/// writes return `Closed`; the counters keep their last values.
+/// What `Store::close` documents for handles held past it: reads, writes,
+/// receives and acks return `Closed` (each method that returns a `Result`
+/// and is not about durability); the counters keep their last values.
 #[test]
 fn held_handles_after_close_behave_as_documented() {
     let (_dir, store) = open();
@@ -245,7 +296,35 @@ fn held_handles_after_close_behave_as_documented() {
     let mut messages = ch.read_from(1).unwrap();
     let held = ch.get(1).unwrap();
     let sub = ch.subscribe("s", StartAt::First).unwrap();
+    let member = ch.queue_subscribe("g", StartAt::First).unwrap();
     store.close().unwrap();
+    let closed = |r: Result<(), Error>, what: &str| assert!(matches!(r, Err(Error::Closed)), "{what}: {r:?}");
+    closed(ch.publish_batch(&[b"c"]).map(drop), "publish_batch");
+    closed(ch.subscribe("t", StartAt::First).map(drop), "subscribe");
+    closed(ch.queue_subscribe("h", StartAt::First).map(drop), "queue_subscribe");
+    closed(ch.remove_subscriber("s"), "remove_subscriber");
+    closed(ch.subscribers().map(drop), "subscribers");
+    closed(ch.disk_usage().map(drop), "disk_usage");
+    closed(sub.recv().map(drop), "recv");
+    closed(sub.recv_timeout(Duration::from_millis(1)).map(drop), "recv_timeout");
+    closed(futures::executor::block_on(sub.recv_async()).map(drop), "recv_async");
+    closed(member.try_recv().map(drop), "member try_recv");
+    closed(member.recv().map(drop), "member recv");
+    closed(
+        futures::executor::block_on(member.recv_async()).map(drop),
+        "member recv_async",
+    );
+    closed(member.ack(1), "ack");
+    closed(
+        futures::executor::block_on(ch.publish_durable_async(b"d")).map(drop),
+        "publish_durable_async",
+    );
+    // Everything was made durable by the close: waiting for durability
+    // succeeds at once; so does waiting for a message that is there.
+    ch.sync().unwrap();
+    futures::executor::block_on(ch.synced_through(2)).unwrap();
+    assert!(ch.wait_for(2, Duration::from_secs(600)).unwrap());
+    assert!(!ch.wait_for(3, Duration::from_secs(600)).unwrap(), "returns at once");
     assert!(matches!(ch.get(1), Err(Error::Closed)));
     assert!(matches!(ch.read_from(1), Err(Error::Closed)));
     assert!(matches!(ch.publish(b"c"), Err(Error::Closed)));

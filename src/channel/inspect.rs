@@ -51,7 +51,8 @@ impl Channel {
     /// The channel's durable subscribers and queue groups, by name, as
     /// last committed, with how far behind each is; none of them is opened
     /// or changed. On a store attached read-only the owner's subscribers
-    /// log is read again first (`Io` or `Corrupt` if that fails).
+    /// log is read again first (`Io` or `Corrupt` if that fails). `Closed`
+    /// once the store closed.
     ///
     /// ```
     /// # let dir = tempfile::tempdir().unwrap();
@@ -73,6 +74,9 @@ impl Channel {
     /// ```
     pub fn subscribers(&self) -> crate::Result<Vec<SubscriberInfo>> {
         let core = &self.core;
+        if core.log.env().is_closed() {
+            return Err(crate::Error::Closed);
+        }
         if core.log.env().read_only {
             core.subs.reload()?;
             // Commits read just now may point at messages the follower

@@ -201,6 +201,42 @@ impl Drop for Group {
 
 /// One member of a queue group. Dropping it hands its unacked messages to
 /// the other members.
+///
+/// Members that join the same group name on a channel share one durable
+/// position: each message goes to one member, which must
+/// [`ack`](Self::ack) it; a message not acked within
+/// [`QueueOptions::ack_wait`] goes to a member again (with a higher
+/// [`delivery_count`](Delivery::delivery_count)). Receive with
+/// [`recv`](Self::recv), [`try_recv`](Self::try_recv),
+/// [`recv_timeout`](Self::recv_timeout), or from async code with
+/// [`recv_async`](Self::recv_async) and [`stream`](Self::stream).
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// use spool::{Options, StartAt, Store};
+/// let store = Store::open(dir.path(), Options::default())?;
+/// let jobs = store.channel("jobs")?;
+/// let a = jobs.queue_subscribe("resizers", StartAt::First)?;
+/// let b = jobs.queue_subscribe("resizers", StartAt::First)?; // same group
+/// jobs.publish_batch(&[b"img-1".as_slice(), b"img-2"])?;
+///
+/// let first = a.try_recv()?.expect("a job");
+/// let second = b.try_recv()?.expect("the other job");
+/// assert_ne!(first.seq(), second.seq(), "each job goes to one member");
+/// assert!(a.try_recv()?.is_none() && b.try_recv()?.is_none());
+/// a.ack(first.seq())?;
+/// b.ack(second.seq())?;
+/// assert_eq!(a.ack_floor(), 2); // durable progress of the whole group
+///
+/// // Unacked jobs of a member that leaves go to the others at once.
+/// jobs.publish(b"img-3")?;
+/// let held = a.try_recv()?.expect("img-3");
+/// drop(a);
+/// let again = b.try_recv()?.expect("redelivered");
+/// assert_eq!((again.seq(), again.delivery_count()), (held.seq(), 2));
+/// b.ack(again.seq())?;
+/// # Ok::<(), spool::Error>(())
+/// ```
 pub struct QueueMember {
     group: Arc<Group>,
     id: u64,

@@ -80,6 +80,34 @@ struct SubState {
 ///
 /// Only one handle per durable subscriber is open at a time. Methods take
 /// `&self`; the handle can be shared between threads.
+///
+/// Receive with [`recv`](Self::recv) (blocking), [`try_recv`](Self::try_recv),
+/// [`recv_timeout`](Self::recv_timeout), [`iter`](Self::iter), or from async
+/// code with [`recv_async`](Self::recv_async) and [`stream`](Self::stream).
+/// [`commit`](Self::commit) stores the position together with your state:
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// use spool::{Options, StartAt, Store};
+/// let store = Store::open(dir.path(), Options::default())?;
+/// let clicks = store.channel("clicks")?;
+/// clicks.publish_batch(&[b"home".as_slice(), b"cart", b"home"])?;
+///
+/// let counter = clicks.subscribe("home-counter", StartAt::First)?;
+/// let mut homes = 0u64;
+/// while let Some(msg) = counter.try_recv()? {
+///     homes += u64::from(msg.payload() == b"home");
+///     counter.commit(msg.seq(), &homes.to_le_bytes())?; // position + state, atomically
+/// }
+/// counter.close();
+///
+/// // Later (or after a crash): the same name resumes with the same pair.
+/// let counter = clicks.subscribe("home-counter", StartAt::First)?;
+/// let (position, state) = counter.committed();
+/// assert_eq!((position, &state[..]), (3, &2u64.to_le_bytes()[..]));
+/// assert!(counter.try_recv()?.is_none(), "nothing after the committed position");
+/// # Ok::<(), spool::Error>(())
+/// ```
 pub struct Subscriber {
     core: Arc<ChannelCore>,
     name: String,

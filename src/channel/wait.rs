@@ -33,9 +33,13 @@ impl Channel {
 
     /// Bytes the channel's files take (segments, including their
     /// preallocated, unwritten part, and index files), as their lengths
-    /// say. `Io` when the directory cannot be listed.
+    /// say. `Io` when the directory cannot be listed; `Closed` once the
+    /// store closed.
     pub fn disk_usage(&self) -> Result<u64> {
         let log = &self.core.log;
+        if log.env().is_closed() {
+            return Err(crate::Error::Closed);
+        }
         let storage = &log.env().storage;
         let dir = log.dir();
         if storage.probe(dir)?.is_none() {

@@ -316,8 +316,38 @@ impl Store {
 
     /// Closes the store: stops accepting writes, stops the background
     /// threads, makes everything durable, marks each channel's last segment
-    /// clean, and releases the lock. Handles still held return `Closed`
-    /// from every write and read afterwards.
+    /// clean, and releases the lock.
+    ///
+    /// Handles still held afterwards ([`Channel`], [`Subscriber`](crate::Subscriber),
+    /// [`QueueMember`](crate::QueueMember), [`Messages`](crate::Messages)):
+    ///
+    /// - every write, read, receive, commit and ack returns
+    ///   [`Error::Closed`](crate::Error::Closed) (`publish`, `get`,
+    ///   `read_from`, `seq_at_or_after`, `subscribe`, `subscribers`,
+    ///   `disk_usage`, `recv` and its variants, the async ones included,
+    ///   `commit`, `ack`); an iterator yields `Closed` once, then ends;
+    /// - receives blocked or pending at the time of the close return
+    ///   `Closed` (futures are woken);
+    /// - what asks only for durability succeeds, since the close made
+    ///   everything durable: `sync`, `synced_through`, and a durable-publish
+    ///   future still pending;
+    /// - `wait_for` returns at once, `Ok(true)` if the message is there;
+    /// - the counters (`first_seq`, `last_seq`, `durable_seq`, `stats`,
+    ///   `last_timestamp`) keep their last values, and a
+    ///   [`Message`](crate::Message) read before stays valid.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use spool::{Error, Options, Store};
+    /// let store = Store::open(dir.path(), Options::default())?;
+    /// let ch = store.channel("c")?;
+    /// let msg = ch.get(ch.publish(b"kept")?)?;
+    /// store.close()?;
+    /// assert!(matches!(ch.get(1), Err(Error::Closed)));
+    /// assert!(matches!(ch.publish(b"late"), Err(Error::Closed)));
+    /// assert_eq!((ch.last_seq(), msg.payload()), (1, &b"kept"[..]));
+    /// # Ok::<(), spool::Error>(())
+    /// ```
     pub fn close(self) -> Result<()> {
         self.shared.close()
     }

@@ -1,4 +1,6 @@
-//! A simulated file system for crash testing.
+//! A simulated file system for crash testing: spool's own crash tests run
+//! on it, and so can your application's (open a store with
+//! [`Options::simulated`](crate::Options::simulated)).
 //!
 //! Every file has a *live* image (what the running process sees) and a
 //! *durable* image (what survived the last sync). Namespace changes (create,

@@ -322,11 +322,12 @@ impl Subscriber {
     /// any crash the subscriber comes back with exactly this pair or an
     /// earlier committed one, never a mix.
     ///
-    /// Durability: the channel is first made durable through `seq` (so a
-    /// committed position never points past the durable log); the commit
-    /// itself is durable when this returns under `SyncPolicy::Always`,
+    /// Durability: the commit is durable when this returns under
+    /// `SyncPolicy::Always` (the channel is synced through `seq` first),
     /// within the interval under `Interval`, at the next `Store::sync`
-    /// under `Never`.
+    /// under `Never`. A committed position never points past the durable
+    /// log: every sync of the subscribers log (`Store::sync`, the flusher,
+    /// close) syncs the channels first.
     ///
     /// Errors: `CommitBeyondEnd` past the last message, `CommitBehind` below
     /// the committed position, `StateTooLarge` past `Options::max_state`.

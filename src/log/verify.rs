@@ -2,7 +2,6 @@
 //! (not through the mappings) and checks each structure and the invariants
 //! between them and the log's state. Changes nothing.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use super::recover::read_slot;
@@ -223,7 +222,9 @@ impl Log {
             SEGMENT_HEADER_LEN,
             base,
         );
-        let mut frames = HashMap::new();
+        // In offset order (the walk's), searched by offset: a map cost a
+        // fifth of verify's time.
+        let mut frames: Vec<(usize, u64, u64)> = Vec::new();
         while cursor.offset + FRAME_HEADER_LEN <= limit {
             let zeros = view
                 .get(cursor.offset, FRAME_HEADER_LEN)
@@ -234,7 +235,7 @@ impl Log {
             match cursor.step(view, true) {
                 Ok(frame) => {
                     if frame.header.kind() == FrameKind::Message {
-                        frames.insert(frame.offset, (frame.header.seq, frame.header.timestamp));
+                        frames.push((frame.offset, frame.header.seq, frame.header.timestamp));
                     }
                     report.records += 1;
                 }
@@ -287,7 +288,7 @@ impl Log {
         base: u64,
         path: &Path,
         segment_len: usize,
-        frames: &HashMap<usize, (u64, u64)>,
+        frames: &[(usize, u64, u64)],
         checked_to: Option<usize>,
         report: &mut VerifyReport,
     ) {
@@ -317,7 +318,11 @@ impl Log {
             Ok((index, _, _)) => {
                 let checked = |e: &IndexEntry| checked_to.is_none_or(|end| e.offset < end);
                 for e in (0..index.len()).filter_map(|i| index.get(i)).filter(checked) {
-                    if frames.get(&e.offset) != Some(&(e.seq, e.timestamp)) {
+                    let found = frames
+                        .binary_search_by_key(&e.offset, |f| f.0)
+                        .ok()
+                        .and_then(|i| frames.get(i));
+                    if found != Some(&(e.offset, e.seq, e.timestamp)) {
                         report.problem(
                             &idx_path,
                             None,

@@ -18,16 +18,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let store = Store::open(dir.path(), Options::default().sync_policy(SyncPolicy::Never))?;
     let jobs = store.channel("jobs")?;
-    let opts = QueueOptions {
-        ack_wait: Duration::from_millis(200),
-        max_in_flight: 8,
-    };
+    let opts = QueueOptions::default().ack_wait(Duration::from_millis(200)).max_in_flight(8);
 
     let done = Arc::new(Mutex::new(BTreeSet::new()));
     let redelivered = Arc::new(Mutex::new(Vec::new()));
     let mut workers = Vec::new();
     for w in 0..WORKERS {
-        let member = jobs.queue_subscribe_with("resizers", StartAt::First, opts)?;
+        let member = jobs.queue_subscribe_with("resizers", StartAt::First, opts.clone())?;
         let (done, redelivered) = (Arc::clone(&done), Arc::clone(&redelivered));
         workers.push(std::thread::spawn(move || -> spool::Result<usize> {
             let mut handled = 0;

@@ -119,7 +119,7 @@ mod wakeup;
 mod worker;
 
 pub use channel::{
-    Channel, ChannelStats, Delivery, DeliveryStream, Durable, QueueMember, QueueOptions, Recv, RecvDelivery, StartAt,
+    Channel, ChannelStats, DeadLetter, DeadReason, Delivery, DeliveryStream, Durable, QueueMember, QueueOptions, Recv, RecvDelivery, StartAt,
     Subscriber, SubscriberInfo, SubscriberStream, SubscriptionKind,
 };
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -21,7 +21,7 @@ use crate::subscriptions::Subscriptions;
 
 pub use durable::Durable;
 pub use inspect::{SubscriberInfo, SubscriptionKind};
-pub use queue_group::{Delivery, DeliveryStream, QueueMember, QueueOptions, RecvDelivery};
+pub use queue_group::{DeadLetter, DeadReason, Delivery, DeliveryStream, QueueMember, QueueOptions, RecvDelivery};
 pub use subscriber::{Recv, StartAt, Subscriber, SubscriberStream};
 
 use durable::SyncKick;

@@ -149,6 +149,7 @@ impl Subscriber {
                         kind: SubKind::Plain,
                         position,
                         acked_above: Vec::new(),
+                        meta: Default::default(),
                     }],
                     Arc::clone(&state),
                 )?;
@@ -334,6 +335,7 @@ impl Subscriber {
             kind: SubKind::Plain,
             position: seq,
             acked_above: Vec::new(),
+            meta: Default::default(),
         })
     }
 

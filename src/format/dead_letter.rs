@@ -5,7 +5,7 @@
 //! ```text
 //! 0   4  magic "SPDL"
 //! 4   1  version (1)
-//! 5   1  reason (1 ack wait ran out, 2 nak, 3 member left, 4 restart)
+//! 5   1  reason (1 ack wait ran out, 2 nak, 3 member left)
 //! 6   4  delivery count (u32)
 //! 10  8  original seq (u64)
 //! 18  8  original channel id (u64)

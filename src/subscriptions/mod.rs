@@ -81,8 +81,10 @@ pub(crate) struct Subscriptions {
 /// (a queue group: its acks are group-committed).
 pub(crate) trait Pending: Send + Sync {
     /// Appends what it holds as a record (without syncing); nothing if it
-    /// holds nothing. Runs while the store closes too.
-    fn write_pending(&self) -> Result<()>;
+    /// holds nothing. Runs while the store closes too; `exact` (at close):
+    /// also when the last record claims more than happened (a queue
+    /// group's delivery lease), so a clean restart sees exact counts.
+    fn write_pending(&self, exact: bool) -> Result<()>;
 
     /// Whether it holds anything `write_pending` would write.
     fn has_pending(&self) -> bool;
@@ -223,11 +225,12 @@ impl Subscriptions {
         pending.push(holder);
     }
 
-    /// Has every registered holder write what it holds.
-    fn write_pending(&self) -> Result<()> {
+    /// Has every registered holder write what it holds (`exact`: see
+    /// [`Pending::write_pending`]).
+    pub(crate) fn write_pending(&self, exact: bool) -> Result<()> {
         let holders: Vec<Arc<dyn Pending>> = self.pending.lock().iter().filter_map(Weak::upgrade).collect();
         for h in holders {
-            h.write_pending()?;
+            h.write_pending(exact)?;
         }
         Ok(())
     }
@@ -291,7 +294,7 @@ impl Subscriptions {
         self.env.check_failed()?;
         // Acks held in memory become records first, so that this sync
         // covers them.
-        self.write_pending()?;
+        self.write_pending(false)?;
         let target = {
             let log = self.log.lock();
             self.dirty.store(false, Ordering::Release);

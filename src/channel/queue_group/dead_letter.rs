@@ -23,8 +23,6 @@ pub enum DeadReason {
     Nak,
     /// Its member went away (dropped) while holding it.
     MemberLeft,
-    /// The group restarted (the store was reopened) while it was out.
-    Restart,
 }
 
 impl DeadReason {
@@ -33,7 +31,6 @@ impl DeadReason {
             DeadReason::AckWait => 1,
             DeadReason::Nak => 2,
             DeadReason::MemberLeft => 3,
-            DeadReason::Restart => 4,
         }
     }
 
@@ -42,7 +39,6 @@ impl DeadReason {
             1 => DeadReason::AckWait,
             2 => DeadReason::Nak,
             3 => DeadReason::MemberLeft,
-            4 => DeadReason::Restart,
             _ => return None,
         })
     }

@@ -142,8 +142,18 @@ impl Group {
     /// handed out. The channel is made durable through what the record
     /// points at first under `Always`.
     pub(super) fn write_record(&self, st: &mut GroupState, through: u64, extra: Option<(u64, u32)>) -> Result<()> {
+        self.write_meta(st, through, extra, false)
+    }
+
+    /// The same claiming exactly what happened: no delivery lease.
+    fn write_exact(&self, st: &mut GroupState) -> Result<()> {
+        let through = st.next_new.saturating_sub(1);
+        self.write_meta(st, through, None, true)
+    }
+
+    fn write_meta(&self, st: &mut GroupState, through: u64, extra: Option<(u64, u32)>, exact: bool) -> Result<()> {
         let dlq_mark = self.opts.dead_letter.as_ref().map_or(st.dlq_mark, |d| d.last_seq());
-        let meta = st.meta(through, extra, dlq_mark);
+        let meta = st.meta(through, extra, dlq_mark, exact);
         let entry = Position {
             channel_id: self.core.id(),
             name: self.name.clone(),
@@ -313,9 +323,18 @@ fn put_back(st: &mut GroupState, seq: u64, back: Option<Back>) {
 }
 
 impl Pending for Group {
-    fn write_pending(&self) -> Result<()> {
+    fn write_pending(&self, exact: bool) -> Result<()> {
         let mut st = self.st.lock();
-        if st.version > st.written {
+        if exact {
+            let through = st.next_new.saturating_sub(1);
+            let meta = st.meta(through, None, 0, true);
+            let loose = st.leased_through > through
+                || st.leased.len() != meta.counts.len()
+                || meta.counts.iter().any(|(s, c)| st.leased.get(s) != Some(c));
+            if loose || st.version > st.written {
+                self.write_exact(&mut st)?;
+            }
+        } else if st.version > st.written {
             let through = st.leased_through;
             self.write_record(&mut st, through, None)?;
         }

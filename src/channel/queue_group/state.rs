@@ -98,7 +98,7 @@ impl GroupState {
         };
         let restart = Back {
             count: 1,
-            reason: DeadReason::Restart,
+            reason: DeadReason::AckWait,
         };
         match left {
             Some(left) => {
@@ -108,12 +108,14 @@ impl GroupState {
                 }
             }
             None => {
-                // Everything the lease covers may have been handed out.
+                // Everything the lease covers may have been handed out. The
+                // counts are upper bounds: none is given up on them alone
+                // (it gets one more delivery first).
                 let through = meta.delivered_through.max(meta.counts.last().map_or(0, |c| c.0));
                 let counts: HashMap<u64, u32> = meta.counts.iter().copied().collect();
                 for seq in floor + 1..=through {
                     let count = counts.get(&seq).copied().unwrap_or(1);
-                    st.back(seq, Back { count, ..restart }, max);
+                    st.back(seq, Back { count, ..restart }, None);
                 }
                 st.next_new = st.next_new.max(through + 1);
             }
@@ -241,16 +243,18 @@ impl GroupState {
     /// The delivery state a record written now claims: first deliveries
     /// through `through`, and for every unacked message out or due again
     /// the deliveries it has had or is about to have (`extra`: the one
-    /// being handed out).
-    pub fn meta(&self, through: u64, extra: Option<(u64, u32)>, dlq_mark: u64) -> QueueMeta {
+    /// being handed out). `exact`: the deliveries each has had, claiming
+    /// none ahead.
+    pub fn meta(&self, through: u64, extra: Option<(u64, u32)>, dlq_mark: u64, exact: bool) -> QueueMeta {
+        let ahead = u32::from(!exact);
         let mut counts: BTreeMap<u64, u32> = BTreeMap::new();
         for (seq, f) in &self.in_flight {
             // Nakked with a delay: its next delivery is claimed already.
-            let c = if f.member == NO_MEMBER { f.count + 1 } else { f.count };
+            let c = if f.member == NO_MEMBER { f.count + ahead } else { f.count };
             counts.insert(*seq, c);
         }
         for (seq, b) in self.redeliver.iter().chain(&self.doomed) {
-            counts.insert(*seq, b.count + 1);
+            counts.insert(*seq, b.count + ahead);
         }
         if let Some((seq, c)) = extra {
             counts.insert(seq, c);
@@ -305,8 +309,8 @@ mod tests {
         let got: Vec<(u64, u32)> = st.redeliver.iter().map(|(s, b)| (*s, b.count)).collect();
         assert_eq!(got, [(3, 1), (5, 3), (6, 1)]);
         assert_eq!(st.next_new, 7);
-        let doomed = GroupState::recover(2, &[], &meta(4, &[(3, 3)]), None, Some(3));
-        assert_eq!(doomed.doomed.keys().copied().collect::<Vec<_>>(), [3]);
+        let kept = GroupState::recover(2, &[], &meta(4, &[(3, 3)]), None, Some(3));
+        assert!(kept.doomed.is_empty(), "an upper bound gives nothing up");
     }
 
     #[test]

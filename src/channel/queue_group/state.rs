@@ -109,13 +109,16 @@ impl GroupState {
             }
             None => {
                 // Everything the lease covers may have been handed out. The
-                // counts are upper bounds: none is given up on them alone
-                // (it gets one more delivery first).
+                // counts may be one above the truth: a message is given up
+                // here only when its true count reached the limit (so a
+                // message that crashes its workers is given up after at
+                // most one delivery more than the limit).
                 let through = meta.delivered_through.max(meta.counts.last().map_or(0, |c| c.0));
                 let counts: HashMap<u64, u32> = meta.counts.iter().copied().collect();
+                let limit = max.map(|m| m.saturating_add(1));
                 for seq in floor + 1..=through {
                     let count = counts.get(&seq).copied().unwrap_or(1);
-                    st.back(seq, Back { count, ..restart }, None);
+                    st.back(seq, Back { count, ..restart }, limit);
                 }
                 st.next_new = st.next_new.max(through + 1);
             }
@@ -309,8 +312,8 @@ mod tests {
         let got: Vec<(u64, u32)> = st.redeliver.iter().map(|(s, b)| (*s, b.count)).collect();
         assert_eq!(got, [(3, 1), (5, 3), (6, 1)]);
         assert_eq!(st.next_new, 7);
-        let kept = GroupState::recover(2, &[], &meta(4, &[(3, 3)]), None, Some(3));
-        assert!(kept.doomed.is_empty(), "an upper bound gives nothing up");
+        let kept = GroupState::recover(2, &[], &meta(4, &[(3, 3), (4, 4)]), None, Some(3));
+        assert_eq!(kept.doomed.keys().copied().collect::<Vec<_>>(), [4], "3 may have had 2 deliveries");
     }
 
     #[test]

@@ -272,6 +272,7 @@ impl QueueMember {
     ) -> Result<usize> {
         let group = &self.group;
         group.core.log.check_live()?;
+        // (No `touch`: a channel with a member open is never inactive.)
         let (n, version) = {
             let mut st = group.st.lock();
             let n = f(&mut st, self.id)?;
@@ -283,7 +284,6 @@ impl QueueMember {
         if n == 0 {
             return Ok(0);
         }
-        group.core.touch();
         group.core.log.arrivals.wake();
         group.commit(version)?;
         Ok(n)
@@ -373,7 +373,6 @@ impl QueueMember {
             group.changes.fetch_add(1, Ordering::Relaxed);
             settled.map(|()| st.version)
         };
-        group.core.touch();
         group.core.log.arrivals.wake();
         let version = result?;
         // A dead letter's ack is durable as an ack is.
@@ -405,8 +404,7 @@ impl QueueMember {
             Some(f) if f.member == self.id => {
                 f.deadline = Instant::now() + group.opts.ack_wait;
                 drop(st);
-                group.core.touch();
-                Ok(())
+                        Ok(())
             }
             _ => Err(Error::NotDelivered { seq }),
         }
@@ -434,6 +432,8 @@ impl Drop for QueueMember {
             }
         }
         st.load.remove(&self.id);
+        // Inactivity counts from the last member's departure.
+        self.group.core.touch();
         // Messages that reached max_deliveries are given up by the next
         // receive if this fails.
         let _ = self.group.settle(&mut st);

@@ -134,6 +134,7 @@ impl Group {
             }
         }
         st.dlq_mark = dlq.last_seq();
+        st.dlq_unsure = false;
         Ok(())
     }
 
@@ -145,6 +146,20 @@ impl Group {
         self.write_meta(st, through, extra, false)
     }
 
+    /// Writes an exact record if the last one claims more than happened
+    /// or misses changes.
+    fn write_pending_exact(&self, st: &mut GroupState) -> Result<()> {
+        let through = st.next_new.saturating_sub(1);
+        let meta = st.meta(through, None, 0, true);
+        let loose = st.leased_through > through
+            || st.leased.len() != meta.counts.len()
+            || meta.counts.iter().any(|(s, c)| st.leased.get(s) != Some(c));
+        if loose || st.version > st.written {
+            self.write_exact(st)?;
+        }
+        Ok(())
+    }
+
     /// The same claiming exactly what happened: no delivery lease.
     fn write_exact(&self, st: &mut GroupState) -> Result<()> {
         let through = st.next_new.saturating_sub(1);
@@ -152,7 +167,10 @@ impl Group {
     }
 
     fn write_meta(&self, st: &mut GroupState, through: u64, extra: Option<(u64, u32)>, exact: bool) -> Result<()> {
-        let dlq_mark = self.opts.dead_letter.as_ref().map_or(st.dlq_mark, |d| d.last_seq());
+        let dlq_mark = match &self.opts.dead_letter {
+            Some(d) if !st.dlq_unsure => d.last_seq(),
+            _ => st.dlq_mark,
+        };
         let meta = st.meta(through, extra, dlq_mark, exact);
         let entry = Position {
             channel_id: self.core.id(),
@@ -226,7 +244,9 @@ impl Group {
             }
             match core.log.get(seq) {
                 Ok(message) => {
-                    core.touch();
+                    // No `core.touch()`: a channel with a member open is
+                    // never inactive, and the clock read costs a tenth of a
+                    // delivery.
                     let deadline = now + self.opts.ack_wait;
                     st.in_flight.insert(
                         seq,
@@ -255,6 +275,10 @@ impl Group {
     /// under the group's lock. One that cannot be published stays to be
     /// tried again, and the error is returned.
     pub(super) fn settle(&self, st: &mut GroupState) -> Result<()> {
+        if st.dlq_unsure && !st.doomed.is_empty() {
+            // A letter whose publish failed may be there: never twice.
+            self.find_letters(st)?;
+        }
         while let Some((seq, back)) = st.doomed.pop_first() {
             if st.is_acked(seq) {
                 continue;
@@ -279,6 +303,9 @@ impl Group {
                 };
                 if let Err(e) = published {
                     st.doomed.insert(seq, back);
+                    // Records keep naming the last written mark (from
+                    // before this publish) until the channel is read again.
+                    st.dlq_unsure = true;
                     return Err(e);
                 }
             }
@@ -326,14 +353,7 @@ impl Pending for Group {
     fn write_pending(&self, exact: bool) -> Result<()> {
         let mut st = self.st.lock();
         if exact {
-            let through = st.next_new.saturating_sub(1);
-            let meta = st.meta(through, None, 0, true);
-            let loose = st.leased_through > through
-                || st.leased.len() != meta.counts.len()
-                || meta.counts.iter().any(|(s, c)| st.leased.get(s) != Some(c));
-            if loose || st.version > st.written {
-                self.write_exact(&mut st)?;
-            }
+            self.write_pending_exact(&mut st)?;
         } else if st.version > st.written {
             let through = st.leased_through;
             self.write_record(&mut st, through, None)?;
@@ -355,9 +375,9 @@ impl Drop for Group {
             &mut *self.st.lock(),
             GroupState::recover(0, &[], &Default::default(), None, None),
         );
-        if st.version > st.written && self.core.log.env().check_writable().is_ok() {
-            let through = st.leased_through;
-            let _ = self.write_record(&mut st, through, None);
+        if self.core.log.env().check_writable().is_ok() {
+            // Exact: a later instance reads it after a restart.
+            let _ = self.write_pending_exact(&mut st);
         }
         let left = st.left();
         self.core.groups.left.lock().insert(self.name.clone(), left);

@@ -69,6 +69,10 @@ pub(super) struct GroupState {
     pub leased: HashMap<u64, u32>,
     /// The dead-letter channel's last seq the last record named.
     pub dlq_mark: u64,
+    /// A dead letter's publish failed: it may be in the dead-letter
+    /// channel or not, so records keep `dlq_mark` below it until the
+    /// channel is read again.
+    pub dlq_unsure: bool,
 }
 
 impl GroupState {
@@ -95,6 +99,7 @@ impl GroupState {
             leased_through: meta.delivered_through,
             leased: meta.counts.iter().copied().collect(),
             dlq_mark: meta.dlq_mark,
+            dlq_unsure: false,
         };
         let restart = Back {
             count: 1,

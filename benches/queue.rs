@@ -30,7 +30,9 @@ fn run(members: usize, acks: Acks, policy: SyncPolicy, n: u64) -> Duration {
     for _ in 0..n / 1000 {
         ch.publish_batch(&batch).expect("publish");
     }
-    ch.publish_batch(&batch[..(n % 1000) as usize]).expect("publish");
+    if n % 1000 > 0 {
+        ch.publish_batch(&batch[..(n % 1000) as usize]).expect("publish");
+    }
     ch.sync().expect("sync");
     let done = Arc::new(AtomicU64::new(0));
     let opts = QueueOptions::default().ack_wait(Duration::from_secs(600)).max_in_flight(256);

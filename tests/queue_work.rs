@@ -341,3 +341,45 @@ fn bad_options() {
         ));
     }
 }
+
+#[test]
+fn a_nak_wakes_waiting_members_blocking_and_async() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), opts()).unwrap();
+    let ch = store.channel("jobs").unwrap();
+    publish(&ch, 1);
+    let o = long().max_in_flight(1);
+    let a = ch.queue_subscribe_with("w", StartAt::First, o.clone()).unwrap();
+    assert_eq!(recv(&a).seq(), 1);
+    for asynchronous in [false, true] {
+        let b = ch.queue_subscribe_with("w", StartAt::First, o.clone()).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            tx.send(()).unwrap();
+            // Nothing else could end these waits within a minute (ack_wait
+            // is ten): only the nak's wake-up.
+            let got = if asynchronous {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+                rt.block_on(tokio::time::timeout(Duration::from_secs(60), b.recv_async()))
+                    .ok()
+                    .map(|r| r.unwrap())
+            } else {
+                b.recv_timeout(Duration::from_secs(60)).unwrap()
+            };
+            (got.map(|d| (d.seq(), d.delivery_count())), b)
+        });
+        rx.recv().unwrap();
+        // Give the waiter time to block (it works either way: if it has
+        // not blocked yet it finds the message at once).
+        std::thread::sleep(Duration::from_millis(50));
+        a.nak(1).unwrap();
+        let (got, b) = waiter.join().unwrap();
+        let (seq, count) = got.expect("woken by the nak");
+        assert_eq!(seq, 1);
+        assert!(count >= 2);
+        // Back to a for the next round.
+        b.nak(1).unwrap();
+        drop(b);
+        assert_eq!(recv(&a).seq(), 1);
+    }
+}

@@ -360,7 +360,7 @@ fn a_nak_wakes_waiting_members_blocking_and_async() {
             // is ten): only the nak's wake-up.
             let got = if asynchronous {
                 let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
-                rt.block_on(tokio::time::timeout(Duration::from_secs(60), b.recv_async()))
+                rt.block_on(async { tokio::time::timeout(Duration::from_secs(60), b.recv_async()).await })
                     .ok()
                     .map(|r| r.unwrap())
             } else {

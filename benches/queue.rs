@@ -30,14 +30,19 @@ fn run(members: usize, acks: Acks, policy: SyncPolicy, n: u64) -> Duration {
     for _ in 0..n / 1000 {
         ch.publish_batch(&batch).expect("publish");
     }
-    if n % 1000 > 0 {
+    if !n.is_multiple_of(1000) {
         ch.publish_batch(&batch[..(n % 1000) as usize]).expect("publish");
     }
     ch.sync().expect("sync");
     let done = Arc::new(AtomicU64::new(0));
-    let opts = QueueOptions::default().ack_wait(Duration::from_secs(600)).max_in_flight(256);
+    let opts = QueueOptions::default()
+        .ack_wait(Duration::from_secs(600))
+        .max_in_flight(256);
     let joined: Vec<_> = (0..members)
-        .map(|_| ch.queue_subscribe_with("g", StartAt::First, opts.clone()).expect("join"))
+        .map(|_| {
+            ch.queue_subscribe_with("g", StartAt::First, opts.clone())
+                .expect("join")
+        })
         .collect();
     let start = Instant::now();
     let workers: Vec<_> = joined

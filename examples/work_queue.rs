@@ -106,7 +106,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     assert_eq!(done.len() as u64, JOBS - 1, "every job but the poison one");
-    assert!(held.iter().all(|s| redelivered.iter().any(|(r, _)| r == s)), "worker 0's jobs came back");
+    assert!(
+        held.iter().all(|s| redelivered.iter().any(|(r, _)| r == s)),
+        "worker 0's jobs came back"
+    );
     assert!(redelivered.contains(&(FLAKY, 2)));
     assert_eq!(letters.len(), 1);
     assert_eq!((letters[0].seq(), letters[0].delivery_count()), (POISON, 3));

@@ -42,7 +42,9 @@ fn waiting_receives(ch: &Channel) -> Vec<Waiting> {
             }
         }));
     }
-    let opts = QueueOptions::default().ack_wait(Duration::from_secs(600)).max_in_flight(8);
+    let opts = QueueOptions::default()
+        .ack_wait(Duration::from_secs(600))
+        .max_in_flight(8);
     for i in 0..4 {
         let member = ch.queue_subscribe_with("g", StartAt::First, opts.clone()).unwrap();
         if i < 2 {

@@ -117,7 +117,11 @@ fn run(op: Op, w: &mut World, m: &mut Model) -> bool {
             None => Ok(()),
             Some(seq) => {
                 m.acked_maybe = Some(seq);
-                let r = if op == Op::Ack { member.ack(seq) } else { member.term(seq) };
+                let r = if op == Op::Ack {
+                    member.ack(seq)
+                } else {
+                    member.term(seq)
+                };
                 r.map(|()| {
                     m.held.remove(&seq);
                     m.acked.insert(seq);
@@ -157,7 +161,11 @@ fn check(store: &Store, m: &Model, process_crash: bool, ctx: &str) {
     let mut letters: BTreeMap<u64, usize> = BTreeMap::new();
     for msg in dead.read_from(1).unwrap() {
         let l = DeadLetter::from_message(msg.unwrap()).unwrap_or_else(|e| panic!("{ctx}: {e}"));
-        assert!(l.delivery_count() >= MAX, "{ctx}: given up after {}", l.delivery_count());
+        assert!(
+            l.delivery_count() >= MAX,
+            "{ctx}: given up after {}",
+            l.delivery_count()
+        );
         *letters.entry(l.seq()).or_default() += 1;
     }
     assert!(letters.values().all(|n| *n == 1), "{ctx}: a letter twice: {letters:?}");
@@ -181,7 +189,11 @@ fn check(store: &Store, m: &Model, process_crash: bool, ctx: &str) {
             l.seq()
         );
     }
-    assert_eq!(member.dead_lettered(), letters_now, "{ctx}: dead_lettered counts the letters");
+    assert_eq!(
+        member.dead_lettered(),
+        letters_now,
+        "{ctx}: dead_lettered counts the letters"
+    );
     for (seq, count) in &handed {
         assert!(
             !m.acked.contains(seq) || m.acked_maybe == Some(*seq),
@@ -234,7 +246,8 @@ fn explore(workload: &[Op], rng: &mut Rng) -> usize {
         for mask in masks {
             for keep_ns in [0, ns_ops] {
                 let image = w.sim.power_loss_choosing(mask, keep_ns);
-                let ctx = format!("{workload:?} crash at {crash_at}/{calls}, pages {mask:#b}/{pages}, ns {keep_ns}/{ns_ops}");
+                let ctx =
+                    format!("{workload:?} crash at {crash_at}/{calls}, pages {mask:#b}/{pages}, ns {keep_ns}/{ns_ops}");
                 let first = open_sim(&image, opts()).unwrap_or_else(|e| panic!("{ctx}: {e}"));
                 let process_crash = mask == all && keep_ns == ns_ops && pages <= 64;
                 check(&first, &m, process_crash, &ctx);

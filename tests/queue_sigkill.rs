@@ -32,7 +32,7 @@ fn opts() -> Options {
 }
 
 fn poison(seq: u64) -> bool {
-    seq % 7 == 0
+    seq.is_multiple_of(7)
 }
 
 /// Dead letters by original seq: how many, and the delivery count of the
@@ -62,7 +62,10 @@ fn child(dir: &str) {
         .max_deliveries(MAX)
         .dead_letter(&dead);
     let members: Vec<_> = (0..2)
-        .map(|_| jobs.queue_subscribe_with("workers", StartAt::First, o.clone()).expect("join"))
+        .map(|_| {
+            jobs.queue_subscribe_with("workers", StartAt::First, o.clone())
+                .expect("join")
+        })
         .collect();
     let mut out = std::io::stdout().lock();
     writeln!(out, "READY").and_then(|_| out.flush()).expect("out");
@@ -99,16 +102,29 @@ fn check(dir: &Path, context: &str) -> bool {
     for (seq, (n, count)) in letters(&store) {
         // A good message too is given up if kills took MAX deliveries of it
         // before its ack was recorded; never before that.
-        assert!(count >= MAX, "{context}: message {seq} given up after {count} deliveries");
+        assert!(
+            count >= MAX,
+            "{context}: message {seq} given up after {count} deliveries"
+        );
         assert_eq!(n, 1, "{context}: message {seq} dead-lettered {n} times");
     }
     let jobs = store.channel("jobs").expect("jobs");
-    jobs.last_seq() < JOBS || jobs.queue_subscribe("workers", StartAt::First).expect("join").ack_floor() < JOBS
+    jobs.last_seq() < JOBS
+        || jobs
+            .queue_subscribe("workers", StartAt::First)
+            .expect("join")
+            .ack_floor()
+            < JOBS
 }
 
 fn run_child(exe: &Path, dir: &Path) -> std::process::Child {
     Command::new(exe)
-        .args(["--exact", "dead_letters_exactly_once_across_sigkills", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "dead_letters_exactly_once_across_sigkills",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -161,7 +177,10 @@ fn dead_letters_exactly_once_across_sigkills() {
         let working = check(dir.path(), &format!("kill {i} after {delay} ms"));
         midway += u64::from(working && ready);
     }
-    assert!(midway * 2 >= iters, "only {midway} of {iters} kills hit the child at work (past its open)");
+    assert!(
+        midway * 2 >= iters,
+        "only {midway} of {iters} kills hit the child at work (past its open)"
+    );
     // The last child runs to the end (it stops once every job is acked or
     // given up: bounded by the jobs).
     let mut child = run_child(&exe, dir.path());
@@ -179,8 +198,15 @@ fn dead_letters_exactly_once_across_sigkills() {
         "every poison message is in the dead-letter channel"
     );
     let good = got.keys().filter(|s| !poison(**s)).count();
-    eprintln!("{} poison messages and {good} good ones dead-lettered", poisoned.count());
-    let m = store.channel("jobs").unwrap().queue_subscribe("workers", StartAt::First).unwrap();
+    eprintln!(
+        "{} poison messages and {good} good ones dead-lettered",
+        poisoned.count()
+    );
+    let m = store
+        .channel("jobs")
+        .unwrap()
+        .queue_subscribe("workers", StartAt::First)
+        .unwrap();
     assert_eq!(m.ack_floor(), JOBS);
     assert_eq!(m.dead_lettered(), got.len() as u64);
 }

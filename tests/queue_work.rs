@@ -30,7 +30,10 @@ fn publish(ch: &Channel, n: u64) {
 /// A crash of the process: every page written survives, nothing more.
 fn process_crash(sim: &SimStorage) -> SimStorage {
     let (pages, ns) = sim.dirty();
-    assert!(pages <= 64, "the workload stays within what the image can keep ({pages} pages)");
+    assert!(
+        pages <= 64,
+        "the workload stays within what the image can keep ({pages} pages)"
+    );
     sim.power_loss_choosing(u64::MAX, ns)
 }
 
@@ -60,7 +63,10 @@ fn nak_hands_a_message_back_at_once_and_a_restart_keeps_its_count() {
     let store = Store::open(dir.path(), opts()).unwrap();
     let ch = store.channel("jobs").unwrap();
     let m = ch.queue_subscribe_with("w", StartAt::First, long()).unwrap();
-    let got: Vec<(u64, u32)> = (0..3).map(|_| recv(&m)).map(|d| (d.seq(), d.delivery_count())).collect();
+    let got: Vec<(u64, u32)> = (0..3)
+        .map(|_| recv(&m))
+        .map(|d| (d.seq(), d.delivery_count()))
+        .collect();
     assert_eq!(got, [(1, 3), (2, 1), (3, 1)], "exact counts after a clean close");
     assert_eq!(m.ack_through(3).unwrap(), 3);
     assert_eq!(m.ack_floor(), 3);
@@ -80,7 +86,10 @@ fn nak_with_delay_waits_and_a_restart_ends_the_delay() {
         // Not before its delay: the next one is 2, then the wait.
         assert_eq!(recv(&m).seq(), 2);
         let again = recv(&m);
-        assert!(nakked.elapsed() >= Duration::from_millis(50), "came back after its delay");
+        assert!(
+            nakked.elapsed() >= Duration::from_millis(50),
+            "came back after its delay"
+        );
         assert_eq!((again.seq(), again.delivery_count()), (1, 2));
         m.nak_with_delay(1, Duration::from_secs(3600)).unwrap();
         assert!(m.try_recv().unwrap().is_none(), "delayed for an hour");
@@ -93,7 +102,10 @@ fn nak_with_delay_waits_and_a_restart_ends_the_delay() {
     let store = Store::open(dir.path(), opts()).unwrap();
     let ch = store.channel("jobs").unwrap();
     let m = ch.queue_subscribe_with("w", StartAt::First, long()).unwrap();
-    let mut got: Vec<(u64, u32)> = (0..2).map(|_| recv(&m)).map(|d| (d.seq(), d.delivery_count())).collect();
+    let mut got: Vec<(u64, u32)> = (0..2)
+        .map(|_| recv(&m))
+        .map(|d| (d.seq(), d.delivery_count()))
+        .collect();
     got.sort_unstable();
     assert_eq!(got, [(1, 3), (2, 2)], "the restart ended the delay; counts kept");
 }
@@ -111,8 +123,12 @@ fn in_progress_restarts_the_ack_wait_and_a_restart_redelivers() {
     for round in 0..6u32 {
         let wait = Duration::from_millis(100 << round);
         let o = long().ack_wait(wait);
-        let a = ch.queue_subscribe_with(&format!("g{round}"), StartAt::First, o.clone()).unwrap();
-        let b = ch.queue_subscribe_with(&format!("g{round}"), StartAt::First, o).unwrap();
+        let a = ch
+            .queue_subscribe_with(&format!("g{round}"), StartAt::First, o.clone())
+            .unwrap();
+        let b = ch
+            .queue_subscribe_with(&format!("g{round}"), StartAt::First, o)
+            .unwrap();
         recv(&a);
         std::thread::sleep(wait / 2);
         let before = Instant::now();
@@ -126,7 +142,10 @@ fn in_progress_restarts_the_ack_wait_and_a_restart_redelivers() {
             "redelivered {:?} after in_progress, before the restarted ack_wait {wait:?}",
             before.elapsed()
         );
-        assert!(matches!(a.in_progress(1), Err(Error::NotDelivered { seq: 1 })), "now b's");
+        assert!(
+            matches!(a.in_progress(1), Err(Error::NotDelivered { seq: 1 })),
+            "now b's"
+        );
         checked = true;
         break;
     }
@@ -139,7 +158,11 @@ fn in_progress_restarts_the_ack_wait_and_a_restart_redelivers() {
     drop(ch);
     store.close().unwrap();
     let store = Store::open(dir.path(), opts()).unwrap();
-    let m = store.channel("jobs").unwrap().queue_subscribe_with("r", StartAt::First, long()).unwrap();
+    let m = store
+        .channel("jobs")
+        .unwrap()
+        .queue_subscribe_with("r", StartAt::First, long())
+        .unwrap();
     let d = recv(&m);
     assert_eq!((d.seq(), d.delivery_count()), (1, 2));
 }
@@ -159,7 +182,11 @@ fn term_is_an_ack_counted_apart_and_durable_at_once_under_always() {
     // A power loss right after: the term is durable.
     let after = sim.power_loss(7);
     let store = open_sim(&after, o).unwrap();
-    let m = store.channel("jobs").unwrap().queue_subscribe_with("w", StartAt::First, long()).unwrap();
+    let m = store
+        .channel("jobs")
+        .unwrap()
+        .queue_subscribe_with("w", StartAt::First, long())
+        .unwrap();
     assert_eq!((m.ack_floor(), m.terminated()), (1, 1));
     assert_eq!(recv(&m).seq(), 2, "the terminated message is not delivered again");
 }
@@ -183,7 +210,11 @@ fn acks_wait_for_the_next_sync_under_never() {
     // is not (its message comes back, marked redelivered).
     let crashed = process_crash(&sim);
     let store = open_sim(&crashed, opts()).unwrap();
-    let m = store.channel("jobs").unwrap().queue_subscribe_with("w", StartAt::First, long()).unwrap();
+    let m = store
+        .channel("jobs")
+        .unwrap()
+        .queue_subscribe_with("w", StartAt::First, long())
+        .unwrap();
     assert_eq!(m.ack_floor(), 2);
     let d = recv(&m);
     assert_eq!((d.seq(), d.delivery_count()), (3, 2));
@@ -206,7 +237,11 @@ fn delivery_counts_survive_a_crash_as_upper_bounds() {
     assert_eq!(recv(&m).seq(), 2);
     let crashed = process_crash(&sim);
     let store = open_sim(&crashed, opts()).unwrap();
-    let m = store.channel("jobs").unwrap().queue_subscribe_with("w", StartAt::First, long()).unwrap();
+    let m = store
+        .channel("jobs")
+        .unwrap()
+        .queue_subscribe_with("w", StartAt::First, long())
+        .unwrap();
     let mut got = Vec::new();
     while let Some(d) = m.try_recv().unwrap() {
         got.push((d.seq(), d.delivery_count()));
@@ -283,7 +318,10 @@ fn an_expired_message_is_dead_lettered_and_wakes_nobody_for_nothing() {
     let store = Store::open(dir.path(), opts()).unwrap();
     let (ch, dead) = (store.channel("jobs").unwrap(), store.channel("dead").unwrap());
     publish(&ch, 1);
-    let o = long().ack_wait(Duration::from_millis(5)).max_deliveries(2).dead_letter(&dead);
+    let o = long()
+        .ack_wait(Duration::from_millis(5))
+        .max_deliveries(2)
+        .dead_letter(&dead);
     let m = ch.queue_subscribe_with("w", StartAt::First, o).unwrap();
     assert_eq!(recv(&m).delivery_count(), 1);
     assert_eq!(recv(&m).delivery_count(), 2);
@@ -359,7 +397,10 @@ fn a_nak_wakes_waiting_members_blocking_and_async() {
             // Nothing else could end these waits within a minute (ack_wait
             // is ten): only the nak's wake-up.
             let got = if asynchronous {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                    .unwrap();
                 rt.block_on(async { tokio::time::timeout(Duration::from_secs(60), b.recv_async()).await })
                     .ok()
                     .map(|r| r.unwrap())

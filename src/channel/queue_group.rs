@@ -266,10 +266,7 @@ impl QueueMember {
 
     /// Applies an ack-like change under the group's lock, wakes members
     /// waiting for room, then waits for its record as the policy says.
-    fn settle_acks(
-        &self,
-        f: impl FnOnce(&mut state::GroupState, u64) -> Result<usize>,
-    ) -> Result<usize> {
+    fn settle_acks(&self, f: impl FnOnce(&mut state::GroupState, u64) -> Result<usize>) -> Result<usize> {
         let group = &self.group;
         group.core.log.check_live()?;
         // (No `touch`: a channel with a member open is never inactive.)
@@ -355,7 +352,7 @@ impl QueueMember {
                 reason: DeadReason::Nak,
             };
             match delay {
-                Some(d) if !d.is_zero() && !max.is_some_and(|m| count >= m) => {
+                Some(d) if !d.is_zero() && max.is_none_or(|m| count < m) => {
                     let deadline = Instant::now() + d;
                     st.in_flight.insert(
                         seq,
@@ -404,13 +401,12 @@ impl QueueMember {
             Some(f) if f.member == self.id => {
                 f.deadline = Instant::now() + group.opts.ack_wait;
                 drop(st);
-                        Ok(())
+                Ok(())
             }
             _ => Err(Error::NotDelivered { seq }),
         }
     }
 }
-
 
 impl Drop for QueueMember {
     fn drop(&mut self) {

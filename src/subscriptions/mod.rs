@@ -307,7 +307,12 @@ impl Subscriptions {
     /// Whether records were appended since the last sync, or state is
     /// held in memory for the next one.
     pub(crate) fn is_dirty(&self) -> bool {
-        self.dirty.load(Ordering::Acquire) || self.pending.lock().iter().any(|w| w.upgrade().is_some_and(|p| p.has_pending()))
+        self.dirty.load(Ordering::Acquire)
+            || self
+                .pending
+                .lock()
+                .iter()
+                .any(|w| w.upgrade().is_some_and(|p| p.has_pending()))
     }
 
     /// Group commit over record numbers: makes the records before

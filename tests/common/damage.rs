@@ -546,7 +546,9 @@ pub fn observe(store: &Store) -> StoreView {
                     }
                 }
                 Err(Error::SubscriberKind { .. }) => {
-                    let opts = QueueOptions::default().ack_wait(Duration::from_secs(3600)).max_in_flight(1000);
+                    let opts = QueueOptions::default()
+                        .ack_wait(Duration::from_secs(3600))
+                        .max_in_flight(1000);
                     match ch.queue_subscribe_with(&sub, StartAt::First, opts) {
                         Ok(m) => {
                             let floor = m.ack_floor();

@@ -142,7 +142,15 @@ impl DeadLetter {
 }
 
 /// The dead letter of `payload` (see `format::dead_letter`).
-pub(super) fn wrap(channel_id: u64, channel: &str, group: &str, seq: u64, count: u32, reason: DeadReason, payload: &[u8]) -> Vec<u8> {
+pub(super) fn wrap(
+    channel_id: u64,
+    channel: &str,
+    group: &str,
+    seq: u64,
+    count: u32,
+    reason: DeadReason,
+    payload: &[u8],
+) -> Vec<u8> {
     Envelope {
         reason: reason.code(),
         count,

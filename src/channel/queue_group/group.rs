@@ -120,7 +120,11 @@ impl Group {
         let Some(dlq) = &self.opts.dead_letter else {
             return Ok(());
         };
-        let from = if st.dlq_mark > dlq.last_seq() { 1 } else { st.dlq_mark + 1 };
+        let from = if st.dlq_mark > dlq.last_seq() {
+            1
+        } else {
+            st.dlq_mark + 1
+        };
         for m in dlq.read_from(from.max(dlq.first_seq()))? {
             let m = m?;
             if let Some(seq) = letter_of(m.payload(), self.core.id(), &self.name) {
@@ -180,7 +184,11 @@ impl Group {
             acked_above: st.ranges(),
             meta,
         };
-        let top = entry.acked_above.last().map_or(entry.position, |r| r.1).max(entry.meta.top());
+        let top = entry
+            .acked_above
+            .last()
+            .map_or(entry.position, |r| r.1)
+            .max(entry.meta.top());
         self.core.durable_before_commit(top.min(self.core.log.last_seq()))?;
         let leased: HashMap<u64, u32> = entry.meta.counts.iter().copied().collect();
         let recno = self.core.subs.write_commit(vec![entry])?;
@@ -233,7 +241,9 @@ impl Group {
             let count = back.map_or(0, |b| b.count) + 1;
             if st.needs_lease(seq, count) {
                 let through = if count == 1 {
-                    st.leased_through.max((seq + LEASE - 1).min(core.log.last_seq())).max(seq)
+                    st.leased_through
+                        .max((seq + LEASE - 1).min(core.log.last_seq()))
+                        .max(seq)
                 } else {
                     st.leased_through
                 };

@@ -79,7 +79,13 @@ impl GroupState {
     /// The state a committed entry (floor, acked ranges, meta) gives, with
     /// what an earlier instance in this process left, if any; `max`: the
     /// group's `max_deliveries`.
-    pub fn recover(floor: u64, acked_above: &[(u64, u64)], meta: &QueueMeta, left: Option<Left>, max: Option<u32>) -> Self {
+    pub fn recover(
+        floor: u64,
+        acked_above: &[(u64, u64)],
+        meta: &QueueMeta,
+        left: Option<Left>,
+        max: Option<u32>,
+    ) -> Self {
         let acked: BTreeSet<u64> = acked_above.iter().flat_map(|&(a, b)| a..=b).collect();
         let mut st = GroupState {
             floor,
@@ -258,7 +264,11 @@ impl GroupState {
         let mut counts: BTreeMap<u64, u32> = BTreeMap::new();
         for (seq, f) in &self.in_flight {
             // Nakked with a delay: its next delivery is claimed already.
-            let c = if f.member == NO_MEMBER { f.count + ahead } else { f.count };
+            let c = if f.member == NO_MEMBER {
+                f.count + ahead
+            } else {
+                f.count
+            };
             counts.insert(*seq, c);
         }
         for (seq, b) in self.redeliver.iter().chain(&self.doomed) {
@@ -318,7 +328,11 @@ mod tests {
         assert_eq!(got, [(3, 1), (5, 3), (6, 1)]);
         assert_eq!(st.next_new, 7);
         let kept = GroupState::recover(2, &[], &meta(4, &[(3, 3), (4, 4)]), None, Some(3));
-        assert_eq!(kept.doomed.keys().copied().collect::<Vec<_>>(), [4], "3 may have had 2 deliveries");
+        assert_eq!(
+            kept.doomed.keys().copied().collect::<Vec<_>>(),
+            [4],
+            "3 may have had 2 deliveries"
+        );
     }
 
     #[test]

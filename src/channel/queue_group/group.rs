@@ -201,8 +201,41 @@ impl Group {
     }
 
     /// Hands out one message to `member` if it has room and one is
-    /// available; else says what to wait for.
+    /// available; else says what to wait for. The message is read outside
+    /// the group's lock (members only contend for the bookkeeping).
     pub(super) fn take(&self, member: u64, now: Instant) -> Result<(Option<Delivery>, Wait)> {
+        loop {
+            let (picked, wait) = self.pick(member, now)?;
+            let Some(Picked { seq, count, back }) = picked else {
+                return Ok((None, wait));
+            };
+            let err = match self.core.log.get(seq) {
+                Ok(message) => return Ok((Some(Delivery { message, count }), wait)),
+                Err(e) => e,
+            };
+            let gone = matches!(err, Error::Lost { .. } | Error::OutOfRange { .. });
+            let mut st = self.st.lock();
+            // Undone unless it expired and went elsewhere meanwhile.
+            if st.holds(member, seq) && st.in_flight.get(&seq).is_some_and(|f| f.count == count) {
+                st.in_flight.remove(&seq);
+                st.release(member);
+                if gone {
+                    // Gone (retention, or lost to damage): nothing to process.
+                    st.mark_acked(seq);
+                } else {
+                    put_back(&mut st, seq, back);
+                }
+            }
+            if !gone {
+                return Err(err);
+            }
+        }
+    }
+
+    /// The bookkeeping of `take`, under the lock: the seq to hand out (in
+    /// flight to `member` from now), its delivery count and what to put
+    /// back if it cannot be read.
+    fn pick(&self, member: u64, now: Instant) -> Result<(Option<Picked>, Wait)> {
         let core = &self.core;
         let max = self.opts.max_deliveries;
         let mut st = self.st.lock();
@@ -252,31 +285,20 @@ impl Group {
                     return Err(e);
                 }
             }
-            match core.log.get(seq) {
-                Ok(message) => {
-                    // No `core.touch()`: a channel with a member open is
-                    // never inactive, and the clock read costs a tenth of a
-                    // delivery.
-                    let deadline = now + self.opts.ack_wait;
-                    st.in_flight.insert(
-                        seq,
-                        InFlight {
-                            member,
-                            deadline,
-                            count,
-                        },
-                    );
-                    st.deadline_set(deadline);
-                    *st.load.entry(member).or_insert(0) += 1;
-                    return Ok((Some(Delivery { message, count }), wait));
-                }
-                // Gone (retention, or lost to damage): nothing to process.
-                Err(Error::Lost { .. }) | Err(Error::OutOfRange { .. }) => st.mark_acked(seq),
-                Err(e) => {
-                    put_back(&mut st, seq, back);
-                    return Err(e);
-                }
-            }
+            // No `core.touch()`: a channel with a member open is never
+            // inactive, and the clock read costs a tenth of a delivery.
+            let deadline = now + self.opts.ack_wait;
+            st.in_flight.insert(
+                seq,
+                InFlight {
+                    member,
+                    deadline,
+                    count,
+                },
+            );
+            st.deadline_set(deadline);
+            *st.load.entry(member).or_insert(0) += 1;
+            return Ok((Some(Picked { seq, count, back }), wait));
         }
     }
 
@@ -347,6 +369,14 @@ impl Group {
             Ok(written)
         })
     }
+}
+
+/// A message `pick` chose: in flight from now, read after the lock.
+struct Picked {
+    seq: u64,
+    count: u32,
+    /// What to put back if it cannot be read.
+    back: Option<Back>,
 }
 
 /// Undoes taking `seq` for a delivery that did not happen.

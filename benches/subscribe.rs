@@ -126,14 +126,15 @@ fn queue_group(c: &mut Criterion) {
                     }
                     ch.sync().expect("sync");
                     let done = Arc::new(AtomicU64::new(0));
-                    let opts = QueueOptions {
-                        ack_wait: Duration::from_secs(60),
-                        max_in_flight: 256,
-                    };
+                    let opts = QueueOptions::default()
+                        .ack_wait(Duration::from_secs(60))
+                        .max_in_flight(256);
                     let start = Instant::now();
                     let workers: Vec<_> = (0..members)
                         .map(|_| {
-                            let m = ch.queue_subscribe_with("g", StartAt::First, opts).expect("join");
+                            let m = ch
+                                .queue_subscribe_with("g", StartAt::First, opts.clone())
+                                .expect("join");
                             let done = Arc::clone(&done);
                             std::thread::spawn(move || {
                                 while done.load(Ordering::Acquire) < N {

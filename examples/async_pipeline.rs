@@ -123,12 +123,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let totals = orders.subscribe("totals", StartAt::First)?;
     // Long ack wait: nothing is redelivered in this run.
-    let queue = QueueOptions {
-        ack_wait: Duration::from_secs(600),
-        max_in_flight: 16,
-    };
+    let queue = QueueOptions::default()
+        .ack_wait(Duration::from_secs(600))
+        .max_in_flight(16);
     let workers: Vec<_> = (0..WORKERS)
-        .map(|_| shipping.queue_subscribe_with("shippers", StartAt::First, queue))
+        .map(|_| shipping.queue_subscribe_with("shippers", StartAt::First, queue.clone()))
         .collect::<spool::Result<_>>()?;
 
     let producer = tokio::spawn(produce(orders.clone()));

@@ -307,9 +307,16 @@ pub enum Error {
         cause: Arc<Error>,
     },
     /// An ack for a message that is not in flight to this queue member.
-    #[error("cannot ack sequence {seq}: it is not in flight to this queue member (never delivered to it, already acked, or redelivered elsewhere after ack_wait)")]
+    #[error("cannot ack, nak, term or extend sequence {seq}: it is not in flight to this queue member (never delivered to it, already acked, or redelivered elsewhere after ack_wait)")]
     NotDelivered {
         /// The seq acked.
+        seq: u64,
+    },
+    /// `DeadLetter::from_message` on a message without a dead-letter
+    /// envelope.
+    #[error("message {seq} is not a dead letter (it has no SPDL envelope): read dead letters from the channel set as a queue group's QueueOptions::dead_letter, and publish nothing else there")]
+    NotDeadLetter {
+        /// The message's seq.
         seq: u64,
     },
 }

@@ -205,6 +205,7 @@ fn record_from(r: &mut Recipe<'_>) -> LogRecord {
                 kind: if queue { SubKind::Queue } else { SubKind::Plain },
                 position,
                 acked_above: acked,
+                meta: Default::default(),
             }
         })
         .collect();

@@ -151,8 +151,8 @@ mod wakeup;
 mod worker;
 
 pub use channel::{
-    Channel, ChannelStats, Delivery, DeliveryStream, Durable, QueueMember, QueueOptions, Recv, RecvDelivery, StartAt,
-    Subscriber, SubscriberInfo, SubscriberStream, SubscriptionKind,
+    Channel, ChannelStats, DeadLetter, DeadReason, Delivery, DeliveryStream, Durable, QueueMember, QueueOptions, Recv,
+    RecvDelivery, StartAt, Subscriber, SubscriberInfo, SubscriberStream, SubscriptionKind,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, IoOp, Result};

@@ -129,10 +129,9 @@ fn queue_receive_cancelled_by_a_timer(rt: tokio::runtime::Runtime) {
     const N: u64 = 5_000;
     let (_dir, store) = open(SyncPolicy::Never);
     let ch = store.channel("c").unwrap();
-    let opts = QueueOptions {
-        ack_wait: Duration::from_secs(600),
-        max_in_flight: 4,
-    };
+    let opts = QueueOptions::default()
+        .ack_wait(Duration::from_secs(600))
+        .max_in_flight(4);
     let member = ch.queue_subscribe_with("g", StartAt::First, opts).unwrap();
     let cancelled = rt.block_on(async {
         let publisher = spawn_publisher(ch.clone(), N, 3);
@@ -204,10 +203,9 @@ fn receives_dropped_after_random_polls_lose_nothing() {
     let (_dir, store) = open(SyncPolicy::Never);
     let ch = store.channel("c").unwrap();
     let sub = ch.subscribe("s", StartAt::First).unwrap();
-    let opts = QueueOptions {
-        ack_wait: Duration::from_secs(600),
-        max_in_flight: 1,
-    };
+    let opts = QueueOptions::default()
+        .ack_wait(Duration::from_secs(600))
+        .max_in_flight(1);
     let member = ch.queue_subscribe_with("g", StartAt::First, opts).unwrap();
     let mut rng = common::Rng(common::seed());
     let (mut published, mut next_sub, mut next_member, mut dropped) = (0u64, 1u64, 1u64, 0u64);

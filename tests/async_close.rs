@@ -52,12 +52,11 @@ fn waiting(ch: &Channel, in_flight: bool) -> Vec<Waiting> {
             }
         }));
     }
-    let opts = QueueOptions {
-        ack_wait: Duration::from_secs(600),
-        max_in_flight: 8,
-    };
+    let opts = QueueOptions::default()
+        .ack_wait(Duration::from_secs(600))
+        .max_in_flight(8);
     for i in 0..4 {
-        let member = ch.queue_subscribe_with("g", StartAt::First, opts).unwrap();
+        let member = ch.queue_subscribe_with("g", StartAt::First, opts.clone()).unwrap();
         if in_flight && i < 2 {
             // In flight: the waiting member below has a redelivery deadline.
             let d = member.try_recv().unwrap().unwrap();

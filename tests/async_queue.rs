@@ -29,10 +29,7 @@ fn open() -> (tempfile::TempDir, Store) {
 }
 
 fn opts(ack_wait: Duration, max_in_flight: usize) -> QueueOptions {
-    QueueOptions {
-        ack_wait,
-        max_in_flight,
-    }
+    QueueOptions::default().ack_wait(ack_wait).max_in_flight(max_in_flight)
 }
 
 /// Every seq, the members it went to and its delivery counts.
@@ -204,8 +201,8 @@ where
     let (_dir, store) = open();
     let ch = store.channel("jobs").unwrap();
     let o = opts(Duration::from_millis(100), 8);
-    let a = ch.queue_subscribe_with("g", StartAt::First, o).unwrap();
-    let b = ch.queue_subscribe_with("g", StartAt::First, o).unwrap();
+    let a = ch.queue_subscribe_with("g", StartAt::First, o.clone()).unwrap();
+    let b = ch.queue_subscribe_with("g", StartAt::First, o.clone()).unwrap();
     ch.publish(b"job").unwrap();
     let taken = a.try_recv().unwrap().unwrap();
     assert_eq!(taken.delivery_count(), 1);
@@ -254,8 +251,8 @@ fn a_departing_member_wakes_a_waiting_one() {
     let (_dir, store) = open();
     let ch = store.channel("jobs").unwrap();
     let o = opts(Duration::from_secs(600), 8);
-    let a = ch.queue_subscribe_with("g", StartAt::First, o).unwrap();
-    let b = ch.queue_subscribe_with("g", StartAt::First, o).unwrap();
+    let a = ch.queue_subscribe_with("g", StartAt::First, o.clone()).unwrap();
+    let b = ch.queue_subscribe_with("g", StartAt::First, o.clone()).unwrap();
     ch.publish(b"job").unwrap();
     let taken = a.try_recv().unwrap().unwrap();
     let leaver = thread::spawn(move || {

@@ -144,10 +144,9 @@ fn run(op: Op, sim: &SimStorage, store: &mut Store, m: &mut Model) -> bool {
             _ => Ok(()),
         },
         Op::Ack => {
-            let opts = QueueOptions {
-                ack_wait: Duration::from_secs(60),
-                max_in_flight: 1,
-            };
+            let opts = QueueOptions::default()
+                .ack_wait(Duration::from_secs(60))
+                .max_in_flight(1);
             a.queue_subscribe_with("g", StartAt::First, opts).and_then(|g| {
                 let Some(d) = g.try_recv()? else { return Ok(()) };
                 m.floor_maybe = Some(d.seq());

@@ -19,10 +19,9 @@ fn store(n: u64) -> (tempfile::TempDir, Store) {
 }
 
 fn opts(ack_wait_ms: u64, max_in_flight: usize) -> QueueOptions {
-    QueueOptions {
-        ack_wait: Duration::from_millis(ack_wait_ms),
-        max_in_flight,
-    }
+    QueueOptions::default()
+        .ack_wait(Duration::from_millis(ack_wait_ms))
+        .max_in_flight(max_in_flight)
 }
 
 #[test]

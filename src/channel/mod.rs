@@ -21,7 +21,7 @@ use crate::subscriptions::Subscriptions;
 
 pub use durable::Durable;
 pub use inspect::{SubscriberInfo, SubscriptionKind};
-pub use queue_group::{Delivery, DeliveryStream, QueueMember, QueueOptions, RecvDelivery};
+pub use queue_group::{DeadLetter, DeadReason, Delivery, DeliveryStream, QueueMember, QueueOptions, RecvDelivery};
 pub use subscriber::{Recv, StartAt, Subscriber, SubscriberStream};
 
 use durable::SyncKick;
@@ -270,8 +270,9 @@ impl Channel {
 
     /// As [`queue_subscribe`](Self::queue_subscribe) with explicit options
     /// (they apply to the group while it has a member open; the first
-    /// member's options win). `InvalidOption` for a zero or huge `ack_wait`
-    /// or a zero `max_in_flight`.
+    /// member's options win). `InvalidOption` for a zero or huge `ack_wait`,
+    /// a zero `max_in_flight` or `max_deliveries`, or a dead-letter channel
+    /// that is the group's own or belongs to another store.
     pub fn queue_subscribe_with(&self, group: &str, start: StartAt, opts: QueueOptions) -> Result<QueueMember> {
         validate_name(group)?;
         QueueMember::join(Arc::clone(&self.core), group, start, opts)

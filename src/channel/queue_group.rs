@@ -1,203 +1,34 @@
 //! Queue groups: several members share one durable position; each message
-//! goes to one member and must be acked; unacked messages come back.
+//! goes to one member and must be acked; unacked messages come back (after
+//! `ack_wait`, a nak, or their member leaving), up to `max_deliveries`,
+//! after which they go to a dead-letter channel.
+//!
+//! Ordering: a group hands out messages in seq order, redeliveries first
+//! (lowest seq first); see the README's queue-group section for what a
+//! member and a restarted group can rely on.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::ops::Deref;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
-
-use super::subscriber::{check_new, start_seq, wait_for_seq_or, StartAt};
+use super::subscriber::{wait_for_seq_or, StartAt};
 use super::ChannelCore;
 use crate::error::{Error, Result};
-use crate::format::sublog::{Position, SubKind};
-use crate::message::Message;
-use crate::subscriptions::{InUse, SubKey};
 
+mod dead_letter;
+mod group;
+mod options;
 mod recv_async;
+mod state;
 
+pub use dead_letter::{DeadLetter, DeadReason};
+pub(crate) use group::GroupTable;
+pub use options::{Delivery, QueueOptions};
 pub use recv_async::{DeliveryStream, RecvDelivery};
 
-/// Per-group settings.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct QueueOptions {
-    /// How long a delivered message may stay unacked before it is handed
-    /// out again (1 ms ..= 24 h; default 30 s).
-    pub ack_wait: Duration,
-    /// Most unacked messages one member holds at a time (at least 1;
-    /// default 64).
-    pub max_in_flight: usize,
-}
-
-impl Default for QueueOptions {
-    fn default() -> Self {
-        QueueOptions {
-            ack_wait: Duration::from_secs(30),
-            max_in_flight: 64,
-        }
-    }
-}
-
-impl QueueOptions {
-    fn validate(&self) -> Result<()> {
-        if self.ack_wait < Duration::from_millis(1) || self.ack_wait > Duration::from_secs(24 * 3600) {
-            return Err(Error::invalid_option(
-                "ack_wait",
-                format!("{:?} is outside 1 ms ..= 24 h", self.ack_wait),
-            ));
-        }
-        if self.max_in_flight == 0 {
-            return Err(Error::invalid_option("max_in_flight", "must be at least 1"));
-        }
-        Ok(())
-    }
-}
-
-/// A message handed to a queue member, with how often it was delivered.
-#[derive(Clone, Debug)]
-pub struct Delivery {
-    message: Message,
-    count: u32,
-}
-
-impl Delivery {
-    /// The message.
-    pub fn message(&self) -> &Message {
-        &self.message
-    }
-
-    /// 1 on first delivery, more when it is redelivered.
-    pub fn delivery_count(&self) -> u32 {
-        self.count
-    }
-
-    /// Whether an earlier delivery was not acked in time (or its member
-    /// went away).
-    pub fn redelivered(&self) -> bool {
-        self.count > 1
-    }
-}
-
-impl Deref for Delivery {
-    type Target = Message;
-    fn deref(&self) -> &Message {
-        &self.message
-    }
-}
-
-struct InFlight {
-    member: u64,
-    deadline: Instant,
-    count: u32,
-}
-
-struct GroupState {
-    /// Every seq at or below is acked.
-    floor: u64,
-    /// Acked seqs above the floor.
-    acked: BTreeSet<u64>,
-    /// Next seq never handed out.
-    next_new: u64,
-    in_flight: BTreeMap<u64, InFlight>,
-    /// Seqs to hand out again, with their delivery count so far.
-    redeliver: BTreeMap<u64, u32>,
-    /// Delivery counts of unacked seqs at or after `next_new` that an earlier
-    /// instance of this group (in this process) handed out.
-    prior: BTreeMap<u64, u32>,
-    load: HashMap<u64, usize>,
-    next_member: u64,
-}
-
-impl GroupState {
-    /// Moves expired deliveries back to the redelivery queue; returns the
-    /// earliest deadline still pending.
-    fn expire(&mut self, now: Instant) -> Option<Instant> {
-        let expired: Vec<u64> = self
-            .in_flight
-            .iter()
-            .filter(|(_, f)| f.deadline <= now)
-            .map(|(s, _)| *s)
-            .collect();
-        for seq in expired {
-            if let Some(f) = self.in_flight.remove(&seq) {
-                self.release(f.member);
-                self.redeliver.insert(seq, f.count);
-            }
-        }
-        self.in_flight.values().map(|f| f.deadline).min()
-    }
-
-    fn release(&mut self, member: u64) {
-        if let Some(n) = self.load.get_mut(&member) {
-            *n = n.saturating_sub(1);
-        }
-    }
-
-    fn mark_acked(&mut self, seq: u64) {
-        if seq > self.floor {
-            self.acked.insert(seq);
-        }
-        while self.acked.remove(&(self.floor + 1)) {
-            self.floor += 1;
-        }
-    }
-
-    /// Acked seqs above the floor as inclusive ranges.
-    fn ranges(&self) -> Vec<(u64, u64)> {
-        let mut out: Vec<(u64, u64)> = Vec::new();
-        for &s in &self.acked {
-            match out.last_mut() {
-                Some((_, end)) if *end + 1 == s => *end = s,
-                _ => out.push((s, s)),
-            }
-        }
-        out
-    }
-}
-
-/// The shared state of one queue group, in memory while a member is open.
-pub(crate) struct Group {
-    core: Arc<ChannelCore>,
-    name: String,
-    opts: QueueOptions,
-    st: Mutex<GroupState>,
-    /// Bumped (under `st`) when an ack or a member's departure may give a
-    /// waiting member work without a publish; a waiter compares it before
-    /// and after it makes itself visible, so that such a wake-up is never
-    /// lost.
-    changes: AtomicU64,
-    _attached: InUse,
-}
-
-/// Queue groups of a channel: the live ones, so members opened separately
-/// share one, and the delivery counts a group left behind when its last
-/// member went, for the next instance.
-#[derive(Default)]
-pub(crate) struct GroupTable {
-    live: Mutex<HashMap<String, Weak<Group>>>,
-    left: Mutex<HashMap<String, BTreeMap<u64, u32>>>,
-}
-
-impl GroupTable {
-    /// Forgets what a removed group left behind.
-    pub(crate) fn forget(&self, name: &str) {
-        self.left.lock().remove(name);
-    }
-}
-
-impl Drop for Group {
-    fn drop(&mut self) {
-        let st = self.st.get_mut();
-        let mut counts: BTreeMap<u64, u32> = std::mem::take(&mut st.redeliver);
-        counts.extend(st.in_flight.iter().map(|(seq, f)| (*seq, f.count)));
-        counts.append(&mut st.prior);
-        if !counts.is_empty() {
-            self.core.groups.left.lock().insert(self.name.clone(), counts);
-        }
-    }
-}
+use group::{Group, Wait};
+use options::MAX_WAIT;
+use state::{Back, InFlight, NO_MEMBER};
 
 /// One member of a queue group. Dropping it hands its unacked messages to
 /// the other members.
@@ -210,6 +41,13 @@ impl Drop for Group {
 /// [`recv`](Self::recv), [`try_recv`](Self::try_recv),
 /// [`recv_timeout`](Self::recv_timeout), or from async code with
 /// [`recv_async`](Self::recv_async) and [`stream`](Self::stream).
+///
+/// Durability of acks (and `term`, `ack_many`, `ack_through`): under
+/// `SyncPolicy::Always` the call returns once the ack is durable (acks of
+/// all members that arrive meanwhile share one record and one sync);
+/// under `Never` and `Interval` an ack is recorded by the next sync of the
+/// store (`Store::sync`, the interval flusher, close), so a crash before it
+/// hands the message out again, marked redelivered.
 ///
 /// ```
 /// # let dir = tempfile::tempdir().unwrap();
@@ -253,14 +91,23 @@ impl std::fmt::Debug for QueueMember {
 
 impl QueueMember {
     pub(crate) fn join(core: Arc<ChannelCore>, name: &str, start: StartAt, opts: QueueOptions) -> Result<QueueMember> {
-        opts.validate()?;
+        opts.validate(core.id())?;
+        if let Some(dlq) = &opts.dead_letter {
+            if !Arc::ptr_eq(&dlq.core.subs, &core.subs) {
+                return Err(Error::invalid_option(
+                    "dead_letter",
+                    "the dead-letter channel must belong to the same store as the group",
+                ));
+            }
+            dlq.core.log.check_live()?;
+        }
         core.log.check_live()?;
         let group = {
             let mut table = core.groups.live.lock();
             match table.get(name).and_then(Weak::upgrade) {
                 Some(g) => g,
                 None => {
-                    let g = Arc::new(Group::open(Arc::clone(&core), name, start, opts)?);
+                    let g = Group::open(Arc::clone(&core), name, start, opts)?;
                     table.insert(name.to_string(), Arc::downgrade(&g));
                     g
                 }
@@ -286,6 +133,18 @@ impl QueueMember {
         self.group.st.lock().floor
     }
 
+    /// Messages of the group stopped with [`term`](Self::term) (since the
+    /// group was created; survives restarts as acks do).
+    pub fn terminated(&self) -> u64 {
+        self.group.st.lock().terminated
+    }
+
+    /// Messages the group gave up after `max_deliveries` (published to the
+    /// dead-letter channel, or dropped without one).
+    pub fn dead_lettered(&self) -> u64 {
+        self.group.st.lock().dead_lettered
+    }
+
     /// The next message for this member, without blocking.
     pub fn try_recv(&self) -> Result<Option<Delivery>> {
         self.group.core.log.check_live()?;
@@ -297,7 +156,8 @@ impl QueueMember {
         self.recv_until(Some(Instant::now() + timeout))
     }
 
-    /// Waits for the next message (new, or redelivered after `ack_wait`).
+    /// Waits for the next message (new, or handed out again after
+    /// `ack_wait`, a nak, or its member leaving).
     pub fn recv(&self) -> Result<Delivery> {
         loop {
             if let Some(d) = self.recv_until(None)? {
@@ -329,128 +189,264 @@ impl QueueMember {
         }
     }
 
-    /// Hands out one message if this member has room and one is available.
     fn take(&self, now: Instant) -> Result<(Option<Delivery>, Wait)> {
-        let core = &self.group.core;
-        let mut st = self.group.st.lock();
-        // Retention removed what the group had not reached: skip it at once
-        // (the new floor is persisted with the next ack).
-        let first = core.log.first_seq();
-        if st.floor + 1 < first {
-            st.floor = first - 1;
-            let floor = st.floor;
-            st.acked.retain(|s| *s > floor);
-            st.redeliver.retain(|s, _| *s > floor);
+        self.group.take(self.id, now)
+    }
+
+    /// Acknowledges `seq`, which must be in flight to this member
+    /// (`NotDelivered` otherwise): it is never handed out again. Durability
+    /// as described on [`QueueMember`].
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = spool::Store::open(dir.path(), spool::Options::default())?;
+    /// let jobs = store.channel("jobs")?;
+    /// let worker = jobs.queue_subscribe("workers", spool::StartAt::First)?;
+    /// jobs.publish(b"resize 42")?;
+    /// let job = worker.recv()?;
+    /// worker.ack(job.seq())?;
+    /// assert_eq!(worker.ack_floor(), 1);
+    /// # Ok::<(), spool::Error>(())
+    /// ```
+    pub fn ack(&self, seq: u64) -> Result<()> {
+        self.ack_many(&[seq])
+    }
+
+    /// Acknowledges every seq of `seqs` at once; all must be in flight to
+    /// this member, else `NotDelivered` names the first that is not and
+    /// none is acked. One record for all of them.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = spool::Store::open(dir.path(), spool::Options::default())?;
+    /// # let jobs = store.channel("jobs")?;
+    /// # let worker = jobs.queue_subscribe("workers", spool::StartAt::First)?;
+    /// jobs.publish_batch(&[b"a", b"b", b"c"])?;
+    /// let (a, b) = (worker.recv()?, worker.recv()?);
+    /// worker.ack_many(&[a.seq(), b.seq()])?;
+    /// assert_eq!(worker.ack_floor(), 2);
+    /// # Ok::<(), spool::Error>(())
+    /// ```
+    pub fn ack_many(&self, seqs: &[u64]) -> Result<()> {
+        self.settle_acks(|st, me| {
+            if let Some(&bad) = seqs.iter().find(|&&s| !st.holds(me, s)) {
+                return Err(Error::NotDelivered { seq: bad });
+            }
+            for &s in seqs {
+                st.ack(me, s);
+            }
+            Ok(seqs.len())
+        })
+        .map(|_| ())
+    }
+
+    /// Acknowledges everything in flight to this member at or below `seq`
+    /// (possibly nothing) and returns how many: the cheap way to ack a
+    /// batch processed in order.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = spool::Store::open(dir.path(), spool::Options::default())?;
+    /// # let jobs = store.channel("jobs")?;
+    /// let worker = jobs.queue_subscribe("workers", spool::StartAt::First)?;
+    /// jobs.publish_batch(&[b"a", b"b", b"c"])?;
+    /// let mut last = 0;
+    /// while let Some(job) = worker.try_recv()? {
+    ///     last = job.seq();
+    /// }
+    /// assert_eq!(worker.ack_through(last)?, 3);
+    /// # Ok::<(), spool::Error>(())
+    /// ```
+    pub fn ack_through(&self, seq: u64) -> Result<usize> {
+        self.settle_acks(|st, me| {
+            let mine: Vec<u64> = st
+                .in_flight
+                .range(..=seq)
+                .filter(|(_, f)| f.member == me)
+                .map(|(s, _)| *s)
+                .collect();
+            for &s in &mine {
+                st.ack(me, s);
+            }
+            Ok(mine.len())
+        })
+    }
+
+    /// Stops delivering `seq` without processing it (a message the member
+    /// can tell will never succeed): it is acked, and counted in
+    /// [`terminated`](Self::terminated) rather than processed. Must be in
+    /// flight to this member; durability as for [`ack`](Self::ack).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = spool::Store::open(dir.path(), spool::Options::default())?;
+    /// # let jobs = store.channel("jobs")?;
+    /// let worker = jobs.queue_subscribe("workers", spool::StartAt::First)?;
+    /// jobs.publish(b"malformed")?;
+    /// let job = worker.recv()?;
+    /// worker.term(job.seq())?;
+    /// assert_eq!((worker.ack_floor(), worker.terminated()), (1, 1));
+    /// # Ok::<(), spool::Error>(())
+    /// ```
+    pub fn term(&self, seq: u64) -> Result<()> {
+        self.settle_acks(|st, me| {
+            if !st.holds(me, seq) {
+                return Err(Error::NotDelivered { seq });
+            }
+            st.ack(me, seq);
+            st.terminated += 1;
+            Ok(1)
+        })
+        .map(|_| ())
+    }
+
+    /// Applies an ack-like change under the group's lock, wakes members
+    /// waiting for room, then waits for its record as the policy says.
+    fn settle_acks(&self, f: impl FnOnce(&mut state::GroupState, u64) -> Result<usize>) -> Result<usize> {
+        let group = &self.group;
+        group.core.log.check_live()?;
+        // (No `touch`: a channel with a member open is never inactive.)
+        let (n, version) = {
+            let mut st = group.st.lock();
+            let n = f(&mut st, self.id)?;
+            if n > 0 {
+                group.changes.fetch_add(1, Ordering::Relaxed);
+            }
+            (n, st.version)
+        };
+        if n == 0 {
+            return Ok(0);
         }
-        st.next_new = st.next_new.max(first);
-        loop {
-            let expiry = st.expire(now);
-            let wait = Wait {
-                expiry,
-                next_new: st.next_new,
-                changes: self.group.changes.load(Ordering::Relaxed),
+        group.core.log.arrivals.wake();
+        group.commit(version)?;
+        Ok(n)
+    }
+
+    /// Hands `seq` (in flight to this member) back at once, to any member
+    /// (the lowest seq due again goes first), or gives it up if it has had
+    /// `max_deliveries`. `NotDelivered` if it is not in flight to this
+    /// member. Wakes waiting members, async ones too. A nak writes nothing.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = spool::Store::open(dir.path(), spool::Options::default())?;
+    /// # let jobs = store.channel("jobs")?;
+    /// let worker = jobs.queue_subscribe("workers", spool::StartAt::First)?;
+    /// jobs.publish(b"flaky")?;
+    /// let job = worker.recv()?;
+    /// worker.nak(job.seq())?;
+    /// let again = worker.recv()?;
+    /// assert_eq!((again.seq(), again.delivery_count()), (1, 2));
+    /// # Ok::<(), spool::Error>(())
+    /// ```
+    pub fn nak(&self, seq: u64) -> Result<()> {
+        self.give_back(seq, None)
+    }
+
+    /// As [`nak`](Self::nak), but the message is handed out again only
+    /// after `delay` (at most 24 h; `InvalidOption` past it). A restart of
+    /// the group ends the delay early.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = spool::Store::open(dir.path(), spool::Options::default())?;
+    /// # let jobs = store.channel("jobs")?;
+    /// let worker = jobs.queue_subscribe("workers", spool::StartAt::First)?;
+    /// jobs.publish(b"rate limited")?;
+    /// let job = worker.recv()?;
+    /// worker.nak_with_delay(job.seq(), Duration::from_millis(20))?;
+    /// assert!(worker.try_recv()?.is_none(), "not before the delay");
+    /// let again = worker.recv()?;
+    /// assert_eq!(again.delivery_count(), 2);
+    /// # Ok::<(), spool::Error>(())
+    /// ```
+    pub fn nak_with_delay(&self, seq: u64, delay: Duration) -> Result<()> {
+        if delay > MAX_WAIT {
+            return Err(Error::invalid_option(
+                "nak_with_delay",
+                format!("a delay of {delay:?} is longer than 24 h"),
+            ));
+        }
+        self.give_back(seq, Some(delay))
+    }
+
+    fn give_back(&self, seq: u64, delay: Option<Duration>) -> Result<()> {
+        let group = &self.group;
+        group.core.log.check_live()?;
+        let max = group.opts.max_deliveries;
+        let result = {
+            let mut st = group.st.lock();
+            let Some(f) = st.in_flight.get(&seq).filter(|f| f.member == self.id) else {
+                return Err(Error::NotDelivered { seq });
             };
-            if st.load.get(&self.id).copied().unwrap_or(0) >= self.group.opts.max_in_flight {
-                return Ok((
-                    None,
-                    Wait {
-                        next_new: u64::MAX,
-                        ..wait
-                    },
-                ));
-            }
-            let (seq, count) = if let Some((seq, count)) = st.redeliver.pop_first() {
-                (seq, count)
-            } else if st.next_new <= core.log.last_seq() {
-                let seq = st.next_new;
-                st.next_new += 1;
-                let prior = st.prior.remove(&seq).unwrap_or(0);
-                if st.acked.contains(&seq) {
-                    continue;
-                }
-                (seq, prior)
-            } else {
-                return Ok((None, wait));
+            let count = f.count;
+            st.in_flight.remove(&seq);
+            st.release(self.id);
+            let back = Back {
+                count,
+                reason: DeadReason::Nak,
             };
-            if seq <= st.floor {
-                continue;
-            }
-            match core.log.get(seq) {
-                Ok(message) => {
-                    core.touch();
-                    let count = count + 1;
+            match delay {
+                Some(d) if !d.is_zero() && max.is_none_or(|m| count < m) => {
+                    let deadline = Instant::now() + d;
                     st.in_flight.insert(
                         seq,
                         InFlight {
-                            member: self.id,
-                            deadline: now + self.group.opts.ack_wait,
+                            member: NO_MEMBER,
+                            deadline,
                             count,
                         },
                     );
-                    *st.load.entry(self.id).or_insert(0) += 1;
-                    return Ok((Some(Delivery { message, count }), wait));
+                    st.deadline_set(deadline);
                 }
-                // Gone (retention, or lost to damage): nothing to process.
-                Err(Error::Lost { .. }) | Err(Error::OutOfRange { .. }) => st.mark_acked(seq),
-                Err(e) => {
-                    st.redeliver.insert(seq, count);
-                    return Err(e);
-                }
+                _ => st.back(seq, back, max),
             }
-        }
+            let settled = group.settle(&mut st);
+            group.changes.fetch_add(1, Ordering::Relaxed);
+            settled.map(|()| st.version)
+        };
+        group.core.log.arrivals.wake();
+        let version = result?;
+        // A dead letter's ack is durable as an ack is.
+        group.commit(version)
     }
 
-    /// Acknowledges `seq`, which must be in flight to this member. The new
-    /// ack floor and acked set are committed durably (as for
-    /// `Subscriber::commit`). `NotDelivered` otherwise.
-    pub fn ack(&self, seq: u64) -> Result<()> {
-        let core = &self.group.core;
-        core.log.check_live()?;
-        let mut st = self.group.st.lock();
-        match st.in_flight.get(&seq) {
-            Some(f) if f.member == self.id => {}
-            _ => return Err(Error::NotDelivered { seq }),
+    /// Tells the group this member still works on `seq`: its `ack_wait`
+    /// starts again from now. `NotDelivered` if it is not in flight to
+    /// this member (its time may already have run out). Writes nothing.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = spool::Store::open(dir.path(), spool::Options::default())?;
+    /// # let jobs = store.channel("jobs")?;
+    /// let worker = jobs.queue_subscribe("workers", spool::StartAt::First)?;
+    /// jobs.publish(b"long job")?;
+    /// let job = worker.recv()?;
+    /// // ... part of the work ...
+    /// worker.in_progress(job.seq())?;
+    /// // ... the rest ...
+    /// worker.ack(job.seq())?;
+    /// # Ok::<(), spool::Error>(())
+    /// ```
+    pub fn in_progress(&self, seq: u64) -> Result<()> {
+        let group = &self.group;
+        group.core.log.check_live()?;
+        let mut st = group.st.lock();
+        match st.in_flight.get_mut(&seq) {
+            Some(f) if f.member == self.id => {
+                f.deadline = Instant::now() + group.opts.ack_wait;
+                drop(st);
+                Ok(())
+            }
+            _ => Err(Error::NotDelivered { seq }),
         }
-        core.durable_before_commit(seq)?;
-        let mut after = GroupState {
-            acked: st.acked.clone(),
-            in_flight: BTreeMap::new(),
-            redeliver: BTreeMap::new(),
-            prior: BTreeMap::new(),
-            load: HashMap::new(),
-            ..*st
-        };
-        after.mark_acked(seq);
-        let entry = Position {
-            channel_id: core.id(),
-            name: self.group.name.clone(),
-            kind: SubKind::Queue,
-            position: after.floor,
-            acked_above: after.ranges(),
-        };
-        core.subs.commit(vec![entry], Arc::from(&[][..]))?;
-        st.in_flight.remove(&seq);
-        st.release(self.id);
-        st.mark_acked(seq);
-        self.group.changes.fetch_add(1, Ordering::Relaxed);
-        drop(st);
-        core.touch();
-        core.log.arrivals.wake();
-        Ok(())
     }
-}
-
-struct Wait {
-    /// Earliest ack deadline of a message in flight.
-    expiry: Option<Instant>,
-    /// The seq whose publication would give this member work.
-    next_new: u64,
-    /// `Group::changes` when the member looked.
-    changes: u64,
 }
 
 impl Drop for QueueMember {
     fn drop(&mut self) {
+        let max = self.group.opts.max_deliveries;
         let mut st = self.group.st.lock();
         let mine: Vec<u64> = st
             .in_flight
@@ -460,66 +456,21 @@ impl Drop for QueueMember {
             .collect();
         for seq in mine {
             if let Some(f) = st.in_flight.remove(&seq) {
-                st.redeliver.insert(seq, f.count);
+                let back = Back {
+                    count: f.count,
+                    reason: DeadReason::MemberLeft,
+                };
+                st.back(seq, back, max);
             }
         }
         st.load.remove(&self.id);
+        // Inactivity counts from the last member's departure.
+        self.group.core.touch();
+        // Messages that reached max_deliveries are given up by the next
+        // receive if this fails.
+        let _ = self.group.settle(&mut st);
         self.group.changes.fetch_add(1, Ordering::Relaxed);
         drop(st);
         self.group.core.log.arrivals.wake();
-    }
-}
-
-impl Group {
-    fn open(core: Arc<ChannelCore>, name: &str, start: StartAt, opts: QueueOptions) -> Result<Group> {
-        let key: SubKey = (core.id(), name.to_string());
-        let attached = core.subs.attach(key.clone(), core.name())?;
-        let (floor, acked) = match core.subs.get(&key) {
-            Some(d) if d.kind == SubKind::Queue => {
-                let acked = d.acked_above.iter().flat_map(|&(a, b)| a..=b).collect();
-                (d.position, acked)
-            }
-            Some(_) => {
-                return Err(Error::SubscriberKind {
-                    name: name.to_string(),
-                    expected: "a queue group",
-                })
-            }
-            None => {
-                check_new(&core, name)?;
-                let floor = start_seq(&core, start)? - 1;
-                core.durable_before_commit(floor)?;
-                core.subs.commit(
-                    vec![Position {
-                        channel_id: core.id(),
-                        name: name.to_string(),
-                        kind: SubKind::Queue,
-                        position: floor,
-                        acked_above: Vec::new(),
-                    }],
-                    Arc::from(&[][..]),
-                )?;
-                (floor, BTreeSet::new())
-            }
-        };
-        let mut prior = core.groups.left.lock().remove(name).unwrap_or_default();
-        prior.retain(|seq, _| *seq > floor);
-        Ok(Group {
-            st: Mutex::new(GroupState {
-                floor,
-                acked,
-                next_new: floor + 1,
-                in_flight: BTreeMap::new(),
-                redeliver: BTreeMap::new(),
-                prior,
-                load: HashMap::new(),
-                next_member: 0,
-            }),
-            name: name.to_string(),
-            opts,
-            changes: AtomicU64::new(0),
-            core,
-            _attached: attached,
-        })
     }
 }

@@ -177,6 +177,7 @@ impl Subscriber {
                         kind: SubKind::Plain,
                         position,
                         acked_above: Vec::new(),
+                        meta: Default::default(),
                     }],
                     Arc::clone(&state),
                 )?;
@@ -364,6 +365,7 @@ impl Subscriber {
             kind: SubKind::Plain,
             position: seq,
             acked_above: Vec::new(),
+            meta: Default::default(),
         })
     }
 

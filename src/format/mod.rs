@@ -3,7 +3,9 @@
 //! records. docs/format.md documents every byte.
 
 pub(crate) mod catalog;
+pub(crate) mod dead_letter;
 pub(crate) mod frame;
+pub(crate) mod queue_meta;
 pub(crate) mod segment;
 pub(crate) mod sublog;
 

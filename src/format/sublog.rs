@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use crate::codec::{u64_at, ByteReader};
 use crate::error::{Error, Result};
+pub(crate) use crate::format::queue_meta::QueueMeta;
 
 /// File name, in the store's root.
 pub(crate) const LOG_FILE: &str = "subscribers";
@@ -33,6 +34,12 @@ const RECORD_HEADER_LEN: usize = 8;
 const KIND_COMMIT: u8 = 1;
 const KIND_REMOVE: u8 = 2;
 const KIND_WATERMARK: u8 = 3;
+/// Commit entry kinds: a plain subscriber, a queue group as earlier builds
+/// wrote it (no delivery state; still read), a queue group with its
+/// delivery state (`QueueMeta`).
+const ENTRY_PLAIN: u8 = 0;
+const ENTRY_QUEUE: u8 = 1;
+const ENTRY_QUEUE_META: u8 = 2;
 
 /// The fixed part of a version 2 log's header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,6 +137,8 @@ pub(crate) struct Position {
     pub position: u64,
     /// Queue groups: acknowledged ranges above the floor.
     pub acked_above: Vec<(u64, u64)>,
+    /// Queue groups: delivery state (entry kind 2; default for kind 1).
+    pub meta: QueueMeta,
 }
 
 /// A record of the log.
@@ -187,14 +196,17 @@ pub(crate) fn encode_body(rec: &LogRecord) -> Vec<u8> {
                 body.extend_from_slice(&e.channel_id.to_le_bytes());
                 put_name(&mut body, &e.name);
                 body.push(match e.kind {
-                    SubKind::Plain => 0,
-                    SubKind::Queue => 1,
+                    SubKind::Plain => ENTRY_PLAIN,
+                    SubKind::Queue => ENTRY_QUEUE_META,
                 });
                 body.extend_from_slice(&e.position.to_le_bytes());
                 body.extend_from_slice(&(e.acked_above.len() as u32).to_le_bytes());
                 for (a, b) in &e.acked_above {
                     body.extend_from_slice(&a.to_le_bytes());
                     body.extend_from_slice(&b.to_le_bytes());
+                }
+                if e.kind == SubKind::Queue {
+                    e.meta.encode(&mut body);
                 }
             }
             body.extend_from_slice(&(state.len() as u32).to_le_bytes());
@@ -245,9 +257,10 @@ pub(crate) fn decode_body(body: &[u8]) -> Option<LogRecord> {
             for _ in 0..count {
                 let channel_id = r.u64()?;
                 let name = name(&mut r)?;
-                let kind = match r.u8()? {
-                    0 => SubKind::Plain,
-                    1 => SubKind::Queue,
+                let entry_kind = r.u8()?;
+                let kind = match entry_kind {
+                    ENTRY_PLAIN => SubKind::Plain,
+                    ENTRY_QUEUE | ENTRY_QUEUE_META => SubKind::Queue,
                     _ => return None,
                 };
                 let position = r.u64()?;
@@ -264,12 +277,18 @@ pub(crate) fn decode_body(body: &[u8]) -> Option<LogRecord> {
                     }
                     acked_above.push((a, b));
                 }
+                let meta = if entry_kind == ENTRY_QUEUE_META {
+                    QueueMeta::decode(&mut r, position, body.len())?
+                } else {
+                    QueueMeta::default()
+                };
                 entries.push(Position {
                     channel_id,
                     name,
                     kind,
                     position,
                     acked_above,
+                    meta,
                 });
             }
             let len = r.u32()? as usize;
@@ -369,6 +388,7 @@ mod tests {
                         kind: SubKind::Plain,
                         position: 41,
                         acked_above: vec![],
+                        meta: QueueMeta::default(),
                     },
                     Position {
                         channel_id: 2,
@@ -376,6 +396,13 @@ mod tests {
                         kind: SubKind::Queue,
                         position: 7,
                         acked_above: vec![(9, 9), (11, 20)],
+                        meta: QueueMeta {
+                            delivered_through: 30,
+                            terminated: 2,
+                            dead_lettered: 1,
+                            dlq_mark: 5,
+                            counts: vec![(8, 3), (21, 2)],
+                        },
                     },
                 ],
                 state: Arc::from(&b"state"[..]),

@@ -463,6 +463,10 @@ impl StoreShared {
         let channels = self.channel_list();
         let mut result = self.env.check_failed();
         if result.is_ok() {
+            // Queue groups record their exact delivery state.
+            result = self.subs.write_pending(true);
+        }
+        if result.is_ok() {
             // Each log drains its writer, syncs, then marks itself clean;
             // the subscribers log fixes what it covers first.
             result = self.subs.sync_with(|| {

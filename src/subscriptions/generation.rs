@@ -131,6 +131,7 @@ fn durable_records(durable: &HashMap<SubKey, Durable>, live: impl Fn(u64) -> boo
                     kind: d.kind,
                     position: d.position,
                     acked_above: d.acked_above.clone(),
+                    meta: d.meta.clone(),
                 })
                 .collect();
             let record = LogRecord::Commit {
@@ -209,6 +210,7 @@ mod tests {
             kind: SubKind::Plain,
             position,
             acked_above: Vec::new(),
+            meta: Default::default(),
             state: Arc::clone(state),
             committed_at: recno * 10,
             recno,

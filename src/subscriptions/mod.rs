@@ -18,7 +18,7 @@ mod view;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -26,7 +26,7 @@ use parking_lot::Mutex;
 use crate::catalog::Catalog;
 use crate::env::Env;
 use crate::error::{Error, Result};
-use crate::format::sublog::{encode_body, LogRecord, Position, SubKind};
+use crate::format::sublog::{encode_body, LogRecord, Position, QueueMeta, SubKind};
 use crate::group_commit::GroupCommit;
 use crate::options::SyncPolicy;
 use file::LogFile;
@@ -43,6 +43,8 @@ pub(crate) struct Durable {
     pub kind: SubKind,
     pub position: u64,
     pub acked_above: Vec<(u64, u64)>,
+    /// Queue groups: delivery state.
+    pub meta: QueueMeta,
     pub state: Arc<[u8]>,
     /// When it was committed (clock ns; 0 when unknown).
     pub committed_at: u64,
@@ -69,6 +71,23 @@ pub(crate) struct Subscriptions {
     dirty: AtomicBool,
     durable: Mutex<HashMap<SubKey, Durable>>,
     in_use: Mutex<HashSet<SubKey>>,
+    /// State kept in memory between syncs (queue groups' acks under
+    /// `Never`/`Interval`), written by every sync before it fixes what it
+    /// covers.
+    pending: Mutex<Vec<Weak<dyn Pending>>>,
+}
+
+/// Something that holds commits in memory until the next sync of the log
+/// (a queue group: its acks are group-committed).
+pub(crate) trait Pending: Send + Sync {
+    /// Appends what it holds as a record (without syncing); nothing if it
+    /// holds nothing. Runs while the store closes too; `exact` (at close):
+    /// also when the last record claims more than happened (a queue
+    /// group's delivery lease), so a clean restart sees exact counts.
+    fn write_pending(&self, exact: bool) -> Result<()>;
+
+    /// Whether it holds anything `write_pending` would write.
+    fn has_pending(&self) -> bool;
 }
 
 /// Marks a durable subscriber as attached to a live handle; released on drop.
@@ -85,7 +104,11 @@ impl Drop for InUse {
 
 /// The highest seq a commit entry points at.
 fn top(p: &Position) -> u64 {
-    p.acked_above.iter().map(|r| r.1).fold(p.position, u64::max)
+    p.acked_above
+        .iter()
+        .map(|r| r.1)
+        .fold(p.position, u64::max)
+        .max(p.meta.top())
 }
 
 fn apply(durable: &mut HashMap<SubKey, Durable>, recno: u64, timestamp: u64, rec: LogRecord) {
@@ -98,6 +121,7 @@ fn apply(durable: &mut HashMap<SubKey, Durable>, recno: u64, timestamp: u64, rec
                         kind: e.kind,
                         position: e.position,
                         acked_above: e.acked_above,
+                        meta: e.meta,
                         state: Arc::clone(&state),
                         committed_at: timestamp,
                         recno,
@@ -193,8 +217,55 @@ impl Subscriptions {
         self.durable.lock().retain(|(id, _), _| *id != channel_id);
     }
 
+    /// Registers state held in memory until the next sync (see
+    /// [`Pending`]); dropped holders are forgotten.
+    pub(crate) fn register_pending(&self, holder: Weak<dyn Pending>) {
+        let mut pending = self.pending.lock();
+        pending.retain(|w| w.strong_count() > 0);
+        pending.push(holder);
+    }
+
+    /// Has every registered holder write what it holds (`exact`: see
+    /// [`Pending::write_pending`]).
+    pub(crate) fn write_pending(&self, exact: bool) -> Result<()> {
+        let holders: Vec<Arc<dyn Pending>> = self.pending.lock().iter().filter_map(Weak::upgrade).collect();
+        for h in holders {
+            h.write_pending(exact)?;
+        }
+        Ok(())
+    }
+
+    /// Appends one commit without syncing it, under any sync policy, and
+    /// returns its record number (for [`sync_record`](Self::sync_record)).
+    /// Refused only when the store failed, not while it closes: a close
+    /// writes what queue groups held in memory this way. The caller made
+    /// the channels it points into durable first under `Always`.
+    pub(crate) fn write_commit(&self, entries: Vec<Position>) -> Result<u64> {
+        self.env.check_failed()?;
+        self.write(LogRecord::Commit {
+            entries,
+            state: Arc::from(&[][..]),
+        })
+    }
+
+    /// Makes record `number` (and every one before it) durable, sharing
+    /// the sync with concurrent callers. Only for records whose channels
+    /// are durable (as under `SyncPolicy::Always`).
+    pub(crate) fn sync_record(&self, number: u64) -> Result<()> {
+        self.sync_appended(number)
+    }
+
     fn append(&self, rec: LogRecord) -> Result<()> {
         self.env.check_writable()?;
+        let number = self.write(rec)?;
+        if self.env.opts.get_sync_policy() == SyncPolicy::Always {
+            self.sync_appended(number)?;
+        }
+        Ok(())
+    }
+
+    /// Appends a record; returns its number.
+    fn write(&self, rec: LogRecord) -> Result<u64> {
         let body = encode_body(&rec);
         let now = self.env.opts.now_ns();
         let number = {
@@ -213,10 +284,7 @@ impl Subscriptions {
             self.dirty.store(true, Ordering::Release);
             n
         };
-        if self.env.opts.get_sync_policy() == SyncPolicy::Always {
-            self.sync_appended(number)?;
-        }
-        Ok(())
+        Ok(number)
     }
 
     /// Makes every commit appended so far durable. `prepare` runs after
@@ -225,6 +293,9 @@ impl Subscriptions {
     /// runs even when there is nothing to sync here.
     pub(crate) fn sync_with(&self, prepare: impl FnOnce() -> Result<()>) -> Result<()> {
         self.env.check_failed()?;
+        // Acks held in memory become records first, so that this sync
+        // covers them.
+        self.write_pending(false)?;
         let target = {
             let log = self.log.lock();
             self.dirty.store(false, Ordering::Release);
@@ -234,9 +305,15 @@ impl Subscriptions {
         self.sync_to(target)
     }
 
-    /// Whether records were appended since the last sync.
+    /// Whether records were appended since the last sync, or state is
+    /// held in memory for the next one.
     pub(crate) fn is_dirty(&self) -> bool {
         self.dirty.load(Ordering::Acquire)
+            || self
+                .pending
+                .lock()
+                .iter()
+                .any(|w| w.upgrade().is_some_and(|p| p.has_pending()))
     }
 
     /// Group commit over record numbers: makes the records before

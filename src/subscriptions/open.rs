@@ -99,6 +99,7 @@ impl Subscriptions {
                 });
                 d.position = d.position.min(last);
                 d.acked_above.retain(|r| r.1 <= last);
+                d.meta.clamp(last);
             }
         }
         for damage in &scan.damage {
@@ -214,6 +215,7 @@ impl Subscriptions {
                     Some(&last) => {
                         d.position = d.position.min(last);
                         d.acked_above.retain(|r| r.1 <= last);
+                        d.meta.clamp(last);
                         true
                     }
                     None => false,
@@ -229,6 +231,7 @@ impl Subscriptions {
             dirty: AtomicBool::new(file.next_record > durable_before),
             durable: Mutex::new(durable),
             in_use: Mutex::new(HashSet::new()),
+            pending: Mutex::new(Vec::new()),
             log: Mutex::new(LogState {
                 file,
                 rewritten_at: Instant::now() - Duration::from_secs(3600),

@@ -64,6 +64,7 @@ impl Subscriptions {
             dirty: AtomicBool::new(false),
             durable: Mutex::new(HashMap::new()),
             in_use: Mutex::new(HashSet::new()),
+            pending: Mutex::new(Vec::new()),
             log: Mutex::new(LogState {
                 file,
                 rewritten_at: Instant::now(),
@@ -126,6 +127,7 @@ pub(crate) fn write_copy(
                 kind: d.kind,
                 position: d.position,
                 acked_above: d.acked_above.clone(),
+                meta: d.meta.clone(),
             };
             let body = encode_body(&LogRecord::Commit {
                 entries: vec![entry],

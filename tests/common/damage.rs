@@ -145,7 +145,10 @@ pub fn decode_sub_body(body: &[u8]) -> Option<SubRecord> {
             for _ in 0..n {
                 let channel_id = r.u64()?;
                 let name = r.name()?;
-                let queue = r.u8()? == 1;
+                // 0 plain, 1 queue group, 2 queue group with its delivery
+                // state (skipped here).
+                let kind = r.u8()?;
+                let queue = kind >= 1;
                 let position = r.u64()?;
                 let ranges = r.u32()? as usize;
                 if ranges > body.len() {
@@ -154,6 +157,11 @@ pub fn decode_sub_body(body: &[u8]) -> Option<SubRecord> {
                 let mut acked_above = Vec::new();
                 for _ in 0..ranges {
                     acked_above.push((r.u64()?, r.u64()?));
+                }
+                if kind == 2 {
+                    r.take(32)?;
+                    let counts = r.u32()? as usize;
+                    r.take(counts.checked_mul(12)?)?;
                 }
                 entries.push(SubEntry {
                     channel_id,
@@ -546,10 +554,9 @@ pub fn observe(store: &Store) -> StoreView {
                     }
                 }
                 Err(Error::SubscriberKind { .. }) => {
-                    let opts = QueueOptions {
-                        ack_wait: Duration::from_secs(3600),
-                        max_in_flight: 1000,
-                    };
+                    let opts = QueueOptions::default()
+                        .ack_wait(Duration::from_secs(3600))
+                        .max_in_flight(1000);
                     match ch.queue_subscribe_with(&sub, StartAt::First, opts) {
                         Ok(m) => {
                             let floor = m.ack_floor();

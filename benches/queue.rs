@@ -21,7 +21,23 @@ enum Acks {
     Through100,
 }
 
+/// Spins for `work`: a job's processing, so the bench can show how
+/// throughput grows with members once messages take real work.
+fn process(work: Duration) {
+    if work.is_zero() {
+        return;
+    }
+    let until = Instant::now() + work;
+    while Instant::now() < until {
+        std::hint::spin_loop();
+    }
+}
+
 fn run(members: usize, acks: Acks, policy: SyncPolicy, n: u64) -> Duration {
+    run_with_work(members, acks, policy, n, Duration::ZERO)
+}
+
+fn run_with_work(members: usize, acks: Acks, policy: SyncPolicy, n: u64, work: Duration) -> Duration {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path(), Options::default().sync_policy(policy)).expect("open");
     let ch = store.channel("q").expect("channel");
@@ -53,21 +69,24 @@ fn run(members: usize, acks: Acks, policy: SyncPolicy, n: u64) -> Duration {
                 let (mut held, mut last) = (0u64, 0u64);
                 while done.load(Ordering::Relaxed) < n {
                     match m.try_recv().expect("recv") {
-                        Some(d) => match acks {
-                            Acks::Each => {
-                                m.ack(d.seq()).expect("ack");
-                                done.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Acks::Through100 => {
-                                held += 1;
-                                last = d.seq();
-                                if held == 100 {
-                                    let n = m.ack_through(last).expect("ack_through");
-                                    done.fetch_add(n as u64, Ordering::Relaxed);
-                                    held = 0;
+                        Some(d) => {
+                            process(work);
+                            match acks {
+                                Acks::Each => {
+                                    m.ack(d.seq()).expect("ack");
+                                    done.fetch_add(1, Ordering::Relaxed);
+                                }
+                                Acks::Through100 => {
+                                    held += 1;
+                                    last = d.seq();
+                                    if held == 100 {
+                                        let n = m.ack_through(last).expect("ack_through");
+                                        done.fetch_add(n as u64, Ordering::Relaxed);
+                                        held = 0;
+                                    }
                                 }
                             }
-                        },
+                        }
                         None if held > 0 => {
                             let n = m.ack_through(last).expect("ack_through");
                             done.fetch_add(n as u64, Ordering::Relaxed);
@@ -119,5 +138,23 @@ fn receive_ack_always(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, receive_ack, receive_ack_always);
+/// Each message takes 2 µs of work (a spin): what members buy when jobs
+/// do something. 1 and 2 members, on this 2-core machine.
+fn receive_ack_with_work(c: &mut Criterion) {
+    const WORK_N: u64 = 20_000;
+    let mut group = c.benchmark_group("queue_receive_ack_work_2us");
+    group.sample_size(10).throughput(Throughput::Elements(WORK_N));
+    for members in [1usize, 2] {
+        group.bench_function(BenchmarkId::new("ack_each", members), |b| {
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| run_with_work(members, Acks::Each, SyncPolicy::Never, WORK_N, Duration::from_micros(2)))
+                    .sum()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, receive_ack, receive_ack_always, receive_ack_with_work);
 criterion_main!(benches);

@@ -12,6 +12,7 @@ use crate::format::frame::{encode_message, frame_len};
 use crate::format::segment::SEGMENT_HEADER_LEN;
 use crate::index::{Coverage, IndexEntry};
 use crate::options::SyncPolicy;
+use crate::prefault::Request;
 use crate::segment::Segment;
 
 use super::recover::needs_index_entry;
@@ -88,6 +89,7 @@ impl Log {
             // the mapping and a long batch is published in steps, so readers
             // keep going. `roll` sets the mode of each new segment's token.
             let step = if through { usize::MAX } else { PUBLISH_STEP };
+            let start_offset = st.active.as_ref().map_or(SEGMENT_HEADER_LEN, |a| a.offset);
             if let Some(a) = st.active.as_mut() {
                 self.set_write_mode(a, through)?;
             }
@@ -138,6 +140,9 @@ impl Log {
                 }
             }
             let published = self.publish_written(&mut st);
+            if through && !always {
+                self.map_for_readers(&st, start_offset, rolled);
+            }
             let last = st.next_seq - 1;
             let checkpoint = self.live_checkpoint_due(&mut st);
             drop(st);
@@ -170,6 +175,20 @@ impl Log {
         a.records
             .set_write_through(through)
             .map_err(|e| self.env.fail(write_error(&a.seg.path)(e)))
+    }
+
+    /// After a write through the file, asks the prefault thread to map the
+    /// written pages (already in the page cache: no zero-fill), so that
+    /// readers of the mapping do not take a fault per page (a quarter of a
+    /// sequential scan right after the write).
+    fn map_for_readers(&self, st: &LogState, from: usize, rolled: bool) {
+        let (Some(a), Some(sender)) = (st.active.as_ref(), self.env.prefault.get()) else {
+            return;
+        };
+        let from = if rolled { SEGMENT_HEADER_LEN } else { from };
+        if from < a.offset {
+            let _ = sender.send(Request::Populate(Arc::clone(a.records.region()), from..a.offset));
+        }
     }
 
     /// Makes everything written so far readable: publishes the active

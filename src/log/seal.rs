@@ -59,6 +59,9 @@ impl Log {
             if !confirmed {
                 self.confirm(&seg)?;
             }
+            // The writer is done with these pages (see `drop_page_entries`).
+            seg.region
+                .drop_page_entries(crate::format::segment::SEGMENT_HEADER_LEN..end);
             seg.region
                 .sync(0..end)
                 .map_err(|e| self.env.fail(Error::io(IoOp::SyncMapping, &seg.path, e)))?;

@@ -237,7 +237,7 @@ pub(super) struct Sealing {
 }
 
 /// The first segment of a channel: a channel with a few messages stays
-/// small on disk. Each next one is twice as long, up to
+/// small on disk. Each next one is `SEGMENT_GROWTH` times as long, up to
 /// `Options::segment_size`.
 pub(super) const FIRST_SEGMENT_LEN: u64 = 64 << 10;
 
@@ -248,9 +248,15 @@ pub(super) fn segment_len(planned: u64, max: u64, need: usize) -> u64 {
     planned.min(max).max(fit)
 }
 
+/// Growth from one segment to the next. Every roll costs syncs under
+/// `Always` (the new segment confirmed, the old one sealed): with 8x a
+/// channel reaches 64 MiB segments in 4 rolls instead of 10 (a synced
+/// append of 1M messages lost a fifth of its speed to doubling).
+const SEGMENT_GROWTH: u64 = 8;
+
 /// The planned length of the segment after one of `len` bytes.
 pub(super) fn after(len: u64, max: u64) -> u64 {
-    len.saturating_mul(2).min(max)
+    len.saturating_mul(SEGMENT_GROWTH).min(max)
 }
 
 /// Checks a mapped segment can be written at all (a file path for errors).

@@ -248,7 +248,7 @@ fn f4_boot_line_naming_this_boot_after_power_loss_resurrects_a_cut_tail() {
 fn cut_then_crash(forge: bool) -> (u64, u64, usize) {
     const FRAME: usize = 16 << 10;
     const PAYLOAD: usize = FRAME - 24;
-    let o = |sim: &SimStorage| opts(sim).segment_size(4 << 20).max_payload(PAYLOAD as u32);
+    let o = |sim: &SimStorage| opts(sim).segment_size(2 << 20).max_payload(PAYLOAD as u32);
     let body = |tag: u8, seq: u64| -> Vec<u8> {
         let mut v = vec![tag; PAYLOAD];
         v[..8].copy_from_slice(&seq.to_le_bytes());
@@ -257,14 +257,18 @@ fn cut_then_crash(forge: bool) -> (u64, u64, usize) {
     let sim = SimStorage::new();
     let store = Store::open(ROOT, o(&sim)).unwrap();
     let ch = store.channel("c").unwrap();
-    // Fill the segments of 64 KiB .. 1 MiB, then 8 records of the 2 MiB one.
+    // Fill the smaller first segments, then 8 records of the first
+    // full-size (2 MiB) one.
     let seg_len = |sim: &SimStorage| sim.read(last_segment(sim, ROOT, 1)).unwrap().len();
-    loop {
+    let mut reached = false;
+    for _ in 0..1000 {
         ch.publish(&body(1, ch.last_seq() + 1)).unwrap();
         if seg_len(&sim) == 2 << 20 {
+            reached = true;
             break;
         }
     }
+    assert!(reached, "no 2 MiB segment after 1000 records of 16 KiB");
     let base = ch.last_seq();
     for _ in 0..7 {
         ch.publish(&body(1, ch.last_seq() + 1)).unwrap();

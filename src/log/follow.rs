@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::recover::{check_is_file, check_len, fixed_header_problem, needs_index_entry, open_sealed, read_slot};
+use super::recover::{fixed_header_problem, needs_index_entry, open_sealed, read_header, read_slot};
 use super::state::{LogState, FIRST_SEGMENT_LEN};
 use super::table::{SegmentEntry, SegmentTable};
 use super::Log;
@@ -110,10 +110,7 @@ fn validate(env: &Env, seg: &Segment, from: usize, expected: u64) -> Result<Vali
 /// Maps a segment of another process read-only, after checking its length
 /// and fixed header; nothing of its records is readable yet.
 fn open_follower(env: &Env, channel_id: u64, base: u64, path: &Path) -> Result<Segment> {
-    check_is_file(env, path)?;
-    let file_len = env.storage.file_len(path)?;
-    check_len(path, file_len)?;
-    let header = env.storage.read_at(path, 0, SEGMENT_HEADER_LEN)?;
+    let (file_len, header) = read_header(env, path)?;
     if let Some(reason) = fixed_header_problem(&header, channel_id, base, file_len) {
         return Err(Error::corrupt(path, 0, reason));
     }
@@ -156,10 +153,7 @@ pub(super) fn open_complete(
     path: &Path,
     next_base: Option<u64>,
 ) -> Result<(Arc<Segment>, Slot)> {
-    check_is_file(env, path)?;
-    let file_len = env.storage.file_len(path)?;
-    check_len(path, file_len)?;
-    let header = env.storage.read_at(path, 0, SEGMENT_HEADER_LEN)?;
+    let (file_len, header) = read_header(env, path)?;
     let sealed = read_slot(&header, channel_id, base, file_len).is_some_and(|(s, _)| s.sealed);
     if sealed {
         return open_sealed(env, channel_id, base, path, next_base);

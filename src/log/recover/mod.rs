@@ -37,7 +37,7 @@ use active::{recover_last, Last};
 
 pub(crate) use open::open_sealed;
 pub(crate) use open::read_slot;
-pub(super) use open::{check_is_file, check_len, fixed_header_problem};
+pub(super) use open::{fixed_header_problem, read_header};
 pub(crate) use scan::needs_index_entry;
 
 /// A recovered channel log, ready to become a `Log`.

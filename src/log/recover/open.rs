@@ -41,7 +41,7 @@ pub(in crate::log) fn fixed_header_problem(bytes: &[u8], channel_id: u64, base: 
     }
 }
 
-pub(in crate::log) fn check_len(path: &Path, file_len: u64) -> Result<()> {
+fn check_len(path: &Path, file_len: u64) -> Result<()> {
     if file_len < (SEGMENT_HEADER_LEN + FRAME_HEADER_LEN) as u64 {
         return Err(Error::corrupt(
             path,
@@ -52,8 +52,23 @@ pub(in crate::log) fn check_len(path: &Path, file_len: u64) -> Result<()> {
     Ok(())
 }
 
+/// The segment file's length, once it is known to be a file long enough
+/// for a header and a record (checked before the file is mapped).
+fn checked_len(env: &Env, path: &Path) -> Result<u64> {
+    check_is_file(env, path)?;
+    let file_len = env.storage.file_len(path)?;
+    check_len(path, file_len)?;
+    Ok(file_len)
+}
+
+/// The segment file's length and its header bytes, read before mapping.
+pub(in crate::log) fn read_header(env: &Env, path: &Path) -> Result<(u64, Vec<u8>)> {
+    let file_len = checked_len(env, path)?;
+    Ok((file_len, env.storage.read_at(path, 0, SEGMENT_HEADER_LEN)?))
+}
+
 /// A directory (or anything but a file) where a segment should be.
-pub(in crate::log) fn check_is_file(env: &Env, path: &Path) -> Result<()> {
+fn check_is_file(env: &Env, path: &Path) -> Result<()> {
     if env.storage.is_dir(path) {
         return Err(Error::corrupt(
             path,
@@ -68,10 +83,8 @@ pub(in crate::log) fn check_is_file(env: &Env, path: &Path) -> Result<()> {
 /// repair scans) and validates its fixed header; in repair mode a damaged
 /// fixed header is rewritten from what the file name and directory say.
 pub(super) fn open_rw(env: &Env, channel_id: u64, base: u64, path: &Path) -> Result<OpenedRw> {
-    check_is_file(env, path)?;
     // Length and header are checked before the file is mapped.
-    let file_len = env.storage.file_len(path)?;
-    check_len(path, file_len)?;
+    let file_len = checked_len(env, path)?;
     let fixed = env.storage.read_at(path, 0, FIXED_LEN)?;
     let mut problem = fixed_header_problem(&fixed, channel_id, base, file_len);
     let repair = env.opts.get_recovery_mode() == RecoveryMode::Repair;
@@ -181,10 +194,7 @@ pub(crate) fn open_sealed(
     path: &Path,
     next_base: Option<u64>,
 ) -> Result<(Arc<Segment>, Slot)> {
-    check_is_file(env, path)?;
-    let file_len = env.storage.file_len(path)?;
-    check_len(path, file_len)?;
-    let header = env.storage.read_at(path, 0, SEGMENT_HEADER_LEN)?;
+    let (file_len, header) = read_header(env, path)?;
     if let Some(reason) = fixed_header_problem(&header, channel_id, base, file_len) {
         return Err(Error::corrupt(path, 0, reason));
     }

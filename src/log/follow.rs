@@ -18,25 +18,21 @@
 //! holding one keeps its mapping.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-
-use parking_lot::Mutex;
 
 use super::recover::{fixed_header_problem, needs_index_entry, open_sealed, read_header, read_slot};
 use super::state::{LogState, FIRST_SEGMENT_LEN};
-use super::table::{SegmentEntry, SegmentTable};
-use super::Log;
+use super::table::SegmentEntry;
+use super::{Log, Start};
 use crate::catalog::Catalog;
 use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::format::catalog::ChannelEntry;
 use crate::format::frame::{FrameCursor, FrameHeader, FrameKind, SegmentBytes, FRAME_HEADER_LEN};
 use crate::format::segment::{parse_segment_name, segment_file_name, Slot, SEGMENT_HEADER_LEN};
-use crate::group_commit::GroupCommit;
 use crate::index::{IndexEntry, SegmentIndex};
 use crate::segment::Segment;
-use crate::wakeup::Arrivals;
 
 /// Bytes read per `pread` while validating.
 const CHUNK: usize = 64 << 10;
@@ -233,28 +229,15 @@ impl Log {
         let max = env.opts.get_segment_size();
         let last = next_seq.saturating_sub(1).max(first_seq - 1);
         let durable = entry.durable_seq.min(last);
-        let log = Arc::new_cyclic(|me| Log {
-            me: me.clone(),
-            env,
-            catalog,
-            id,
-            name: name.to_string(),
-            dir,
-            state: Mutex::new(LogState::new(
-                next_seq,
-                last_timestamp,
-                None,
-                FIRST_SEGMENT_LEN.min(max),
-            )),
-            table: SegmentTable::new(entries),
-            first_seq: AtomicU64::new(first_seq),
-            last_seq: AtomicU64::new(last),
-            last_timestamp: AtomicU64::new(last_timestamp),
-            deleted: AtomicBool::new(false),
-            commit: GroupCommit::new(durable),
-            sealing: Mutex::new(()),
-            arrivals: Arrivals::default(),
-        });
+        let start = Start {
+            state: LogState::new(next_seq, last_timestamp, None, FIRST_SEGMENT_LEN.min(max)),
+            entries,
+            first_seq,
+            last_seq: last,
+            last_timestamp,
+            durable_seq: durable,
+        };
+        let log = Log::assemble(env, catalog, id, name, dir, start);
         for e in &tracked {
             log.table.track_sealed(e);
         }

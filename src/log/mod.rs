@@ -76,11 +76,35 @@ pub(crate) struct Log {
     pub(crate) arrivals: Arrivals,
 }
 
+/// Where a log starts: its writer's state, its segments and its marks.
+struct Start {
+    state: LogState,
+    entries: Vec<Arc<table::SegmentEntry>>,
+    first_seq: u64,
+    last_seq: u64,
+    last_timestamp: u64,
+    durable_seq: u64,
+}
+
 impl Log {
     /// A new, empty log (its directory exists): the first append creates
     /// its first segment.
     pub(crate) fn create(env: Arc<Env>, catalog: Arc<Catalog>, id: u64, name: &str, dir: PathBuf) -> Arc<Log> {
         let first_len = state::FIRST_SEGMENT_LEN.min(env.opts.get_segment_size());
+        let start = Start {
+            state: LogState::new(1, 0, None, first_len),
+            entries: Vec::new(),
+            first_seq: 1,
+            last_seq: 0,
+            last_timestamp: 0,
+            durable_seq: 0,
+        };
+        Log::assemble(env, catalog, id, name, dir, start)
+    }
+
+    /// The log, from where it starts: the one place a `Log` is built
+    /// (created, recovered, or attached read-only).
+    fn assemble(env: Arc<Env>, catalog: Arc<Catalog>, id: u64, name: &str, dir: PathBuf, start: Start) -> Arc<Log> {
         Arc::new_cyclic(|me| Log {
             me: me.clone(),
             env,
@@ -88,13 +112,13 @@ impl Log {
             id,
             name: name.to_string(),
             dir,
-            state: Mutex::new(LogState::new(1, 0, None, first_len)),
-            table: SegmentTable::new(Vec::new()),
-            first_seq: AtomicU64::new(1),
-            last_seq: AtomicU64::new(0),
-            last_timestamp: AtomicU64::new(0),
+            state: Mutex::new(start.state),
+            table: SegmentTable::new(start.entries),
+            first_seq: AtomicU64::new(start.first_seq),
+            last_seq: AtomicU64::new(start.last_seq),
+            last_timestamp: AtomicU64::new(start.last_timestamp),
             deleted: AtomicBool::new(false),
-            commit: GroupCommit::new(0),
+            commit: GroupCommit::new(start.durable_seq),
             sealing: Mutex::new(()),
             arrivals: Arrivals::default(),
         })
@@ -122,26 +146,18 @@ impl Log {
             Some(seg) => state::after(seg.region.len() as u64, max),
             None => state::FIRST_SEGMENT_LEN.min(max),
         };
-        let log = Arc::new_cyclic(|me| Log {
-            me: me.clone(),
-            env,
-            catalog,
-            id,
-            name: name.to_string(),
-            dir,
-            state: Mutex::new(LogState {
+        let start = Start {
+            state: LogState {
                 sealing: rec.pending.into(),
                 ..LogState::new(rec.next_seq, rec.last_timestamp, rec.active, next_len)
-            }),
-            table: SegmentTable::new(rec.entries),
-            first_seq: AtomicU64::new(rec.first_seq),
-            last_seq: AtomicU64::new(last),
-            last_timestamp: AtomicU64::new(rec.last_timestamp),
-            deleted: AtomicBool::new(false),
-            commit: GroupCommit::new(rec.durable_seq.min(last)),
-            sealing: Mutex::new(()),
-            arrivals: Arrivals::default(),
-        });
+            },
+            entries: rec.entries,
+            first_seq: rec.first_seq,
+            last_seq: last,
+            last_timestamp: rec.last_timestamp,
+            durable_seq: rec.durable_seq.min(last),
+        };
+        let log = Log::assemble(env, catalog, id, name, dir, start);
         Ok((log, rec.report))
     }
 
